@@ -1,0 +1,294 @@
+"""Matrix machine: the systolic ops and their four f32 accumulators (matrix-vector-machines.md §4-5).
+
+Products are exact in f32 (bf16 x bf16 or bf16 x E4M3*2^k), so only the summation order matters:
+M_MM, M_MV, M_BMM and M_BTMM add in plain k order (verified-corrections A4); the transposed ops
+M_TMM, M_TMV and M_BTMV follow the reference library's kernel order (`matmul_order`).
+"""
+
+import numpy as np
+
+from .common import fail, mram_tile, note_vram_write, u32, vram_row
+from .jit import jit
+from .matmul_order import btmv_dot, tmm_dot, tmv_dot
+from .numerics import bf16_row_to_f32, f32_row_to_bf16
+from .state import (
+    E_BLOCK_ALIGN, E_BMV_SHAPE, E_BROADCAST_ASSERT, E_BWO_ALIGN, E_HEAD_ALIGN, E_MM_ROW_GRANULAR,
+    E_MV_OFFSET_RANGE, E_NARROW, E_WO_ALIGN, P_BLEN, P_BROADCAST, P_HLEN, P_MLEN, P_MRAM_TILES,
+    P_VLEN, P_VRAM_DEPTH, VRAM_ROWS_USED,
+)
+
+BMM_SCALE = np.float32(0.25)  # the reference's bmm_scale register: fixed, no instruction writes it
+
+
+@jit
+def _load_rows(vram, addr, nrows, params, out, err, pc):
+    """out[i] = f32 of VRAM row at addr + i*MLEN (the row stride of the matrix ops)."""
+    m = params[P_MLEN]
+    for i in range(nrows):
+        r = vram_row(u32(addr + i * m), params[P_VLEN], params[P_VRAM_DEPTH], err, pc)
+        if r < 0:
+            return False
+        bf16_row_to_f32(vram[r], out[i])
+    return True
+
+
+@jit
+def m_mm(transposed, m_addr, v_addr, vram, mram, macc, params, scratch, err, pc):
+    """M_MM: macc += X[B,M] @ T[:, c:c+B];  M_TMM: macc += X @ T[c:c+B, :]^T."""
+    m = params[P_MLEN]
+    b = params[P_BLEN]
+    off = m_addr % (m * m)
+    if off % m != 0:
+        return fail(err, E_MM_ROW_GRANULAR, pc, m_addr, off, m)
+    c = off // m
+    if c % b != 0:
+        return fail(err, E_BLOCK_ALIGN, pc, m_addr, c, b)
+    t = mram_tile(m_addr - off, m, params[P_MRAM_TILES], err, pc)
+    if t < 0:
+        return False
+    x = scratch[:b]
+    if not _load_rows(vram, v_addr, b, params, x, err, pc):
+        return False
+    tile = mram[t].reshape((m, m))
+    for i in range(b):
+        for j in range(b):
+            if transposed:
+                acc = tmm_dot(x[i], tile[c + j], m)
+            else:
+                acc = np.float32(0.0)
+                for k in range(m):
+                    acc = acc + x[i, k] * tile[k, c + j]
+            macc[i, j] = macc[i, j] + acc
+    return True
+
+
+@jit
+def m_mv(transposed, m_addr, v_addr, vram, mram, vacc, params, scratch, err, pc):
+    """M_MV: vacc += x @ T[:, c:c+B] (c element-granular);  M_TMV: vacc += x @ T[0:B, :]^T."""
+    m = params[P_MLEN]
+    b = params[P_BLEN]
+    c = m_addr % (m * m)
+    if c % b != 0:
+        return fail(err, E_BLOCK_ALIGN, pc, m_addr, c, b)
+    if transposed:
+        t = mram_tile(m_addr, m, params[P_MRAM_TILES], err, pc)  # reads with the raw address
+    else:
+        if c >= m:
+            return fail(err, E_MV_OFFSET_RANGE, pc, m_addr, c, m)
+        t = mram_tile(m_addr - c, m, params[P_MRAM_TILES], err, pc)
+    if t < 0:
+        return False
+    x = scratch[:1]
+    if not _load_rows(vram, v_addr, 1, params, x, err, pc):
+        return False
+    tile = mram[t].reshape((m, m))
+    for j in range(b):
+        if transposed:
+            acc = tmv_dot(x[0], tile[j], m)
+        else:
+            acc = np.float32(0.0)
+            for k in range(m):
+                acc = acc + x[0, k] * tile[k, c + j]
+        vacc[j] = vacc[j] + acc
+    return True
+
+
+@jit
+def _broadcast_checks(params, err, pc):
+    if params[P_BROADCAST] * params[P_HLEN] != params[P_MLEN]:
+        return fail(err, E_BROADCAST_ASSERT, pc, params[P_BROADCAST], params[P_HLEN], params[P_MLEN])
+    return True
+
+
+@jit
+def m_bmm(m_addr, v_addr, vram, mram, hmacc, params, scratch, err, pc):
+    """M_BMM: hmacc[a] += 0.25 * X_a[M,H] @ T[ho:ho+H, :], X_a = lanes k*A + a (interleaved heads).
+
+    The matrix address is split modulo M*B (not M^2): only tile_base + head*H offsets work.
+    """
+    if not _broadcast_checks(params, err, pc):
+        return False
+    m = params[P_MLEN]
+    b = params[P_BLEN]
+    h = params[P_HLEN]
+    nb = params[P_BROADCAST]
+    r = m_addr % (m * b)
+    base = m_addr - r
+    mo = (r // m) * m
+    ho = r % m
+    if mo % b != 0:
+        return fail(err, E_BLOCK_ALIGN, pc, m_addr, mo, b)
+    if ho % h != 0:
+        return fail(err, E_HEAD_ALIGN, pc, m_addr, ho, h)
+    t = mram_tile(base, m, params[P_MRAM_TILES], err, pc)
+    if t < 0:
+        return False
+    if mo != 0:
+        return fail(err, E_NARROW, pc, m_addr, mo, m)
+    x = scratch[:m]
+    if not _load_rows(vram, v_addr, m, params, x, err, pc):
+        return False
+    tile = mram[t].reshape((m, m))
+    for a in range(nb):
+        for i in range(m):
+            for n in range(m):
+                acc = np.float32(0.0)
+                for k in range(h):
+                    acc = acc + x[i, k * nb + a] * tile[ho + k, n]
+                hmacc[a, i, n] = hmacc[a, i, n] + acc * BMM_SCALE
+    return True
+
+
+@jit
+def m_btmm(m_addr, v_addr, vram, mram, hmacc, params, scratch, err, pc):
+    """M_BTMM: hmacc[a] += 0.25 * Q_a[M,H] @ T[:, ho:ho+H]^T, Q_a = lanes a*H + k (contiguous heads)."""
+    if not _broadcast_checks(params, err, pc):
+        return False
+    m = params[P_MLEN]
+    b = params[P_BLEN]
+    h = params[P_HLEN]
+    nb = params[P_BROADCAST]
+    r = m_addr % (m * m)
+    mo = (r // m) * m
+    ho = r % m
+    if mo % b != 0:
+        return fail(err, E_BLOCK_ALIGN, pc, m_addr, mo, b)
+    if ho % h != 0:
+        return fail(err, E_HEAD_ALIGN, pc, m_addr, ho, h)
+    t = mram_tile(m_addr - r, m, params[P_MRAM_TILES], err, pc)
+    if t < 0:
+        return False
+    if mo != 0:
+        return fail(err, E_NARROW, pc, m_addr, mo, m)
+    x = scratch[:m]
+    if not _load_rows(vram, v_addr, m, params, x, err, pc):
+        return False
+    tile = mram[t].reshape((m, m))
+    for a in range(nb):
+        for i in range(m):
+            for n in range(m):
+                acc = np.float32(0.0)
+                for k in range(h):
+                    acc = acc + x[i, a * h + k] * tile[n, ho + k]
+                hmacc[a, i, n] = hmacc[a, i, n] + acc * BMM_SCALE
+    return True
+
+
+@jit
+def m_bmv(transposed, m_addr, v_addr, vram, mram, hvacc, params, scratch, err, pc):
+    """M_BTMV: hvacc[a][n] += 0.25 * sum_k x[a*H+k] * T[n][ho+k].  M_BMV always aborts (shape bug)."""
+    if not _broadcast_checks(params, err, pc):
+        return False
+    m = params[P_MLEN]
+    b = params[P_BLEN]
+    h = params[P_HLEN]
+    nb = params[P_BROADCAST]
+    if transposed:
+        r = m_addr % (m * m)
+    else:
+        r = m_addr % (m * b)
+    base = m_addr - r
+    mo = (r // m) * m
+    ho = r % m
+    if mo % b != 0:
+        return fail(err, E_BLOCK_ALIGN, pc, m_addr, mo, b)
+    if ho % h != 0:
+        return fail(err, E_HEAD_ALIGN, pc, m_addr, ho, h)
+    t = mram_tile(base, m, params[P_MRAM_TILES], err, pc)
+    if t < 0:
+        return False
+    if mo != 0:
+        return fail(err, E_NARROW, pc, m_addr, mo, m)
+    x = scratch[:1]
+    if not _load_rows(vram, v_addr, 1, params, x, err, pc):
+        return False
+    if not transposed:
+        return fail(err, E_BMV_SHAPE, pc, nb, m)
+    tile = mram[t].reshape((m, m))
+    for a in range(nb):
+        for n in range(m):
+            acc = btmv_dot(x[0], a * h, tile[n], ho, h)
+            hvacc[a, n] = hvacc[a, n] + acc * BMM_SCALE
+    return True
+
+
+@jit
+def _write_slot(vram, addr, voff, values, nvals, params, ctrl, rowbuf, err, pc):
+    """Read-modify-write of lanes voff..voff+n of the VRAM row at addr (whole row re-rounded)."""
+    r = vram_row(addr, params[P_VLEN], params[P_VRAM_DEPTH], err, pc)
+    if r < 0:
+        return False
+    bf16_row_to_f32(vram[r], rowbuf)
+    for j in range(nvals):
+        rowbuf[voff + j] = values[j]
+    f32_row_to_bf16(rowbuf, vram[r])
+    note_vram_write(ctrl, r, VRAM_ROWS_USED)
+    return True
+
+
+@jit
+def m_mm_wo(dest, stride, vram, macc, params, ctrl, rowbuf, err, pc):
+    """M_MM_WO: rows (d - d%M) + i*M*stride, lanes d%M .. +B <- macc[i]; clear."""
+    m = params[P_MLEN]
+    b = params[P_BLEN]
+    voff = dest % m
+    vbase = dest - voff
+    if voff % b != 0:
+        return fail(err, E_WO_ALIGN, pc, dest, voff, b)
+    if voff + b > params[P_VLEN]:
+        return fail(err, E_NARROW, pc, dest, voff, params[P_VLEN])
+    for i in range(b):
+        if not _write_slot(vram, u32(vbase + i * m * stride), voff, macc[i], b, params, ctrl, rowbuf, err, pc):
+            return False
+    macc[:, :] = 0.0
+    return True
+
+
+@jit
+def m_mv_wo(dest, vram, vacc, params, ctrl, rowbuf, err, pc):
+    """M_MV_WO: row d - d%M, lanes d%M .. +B <- vacc; clear."""
+    m = params[P_MLEN]
+    b = params[P_BLEN]
+    voff = dest % m
+    if voff % b != 0:
+        return fail(err, E_WO_ALIGN, pc, dest, voff, b)
+    if voff + b > params[P_VLEN]:
+        return fail(err, E_NARROW, pc, dest, voff, params[P_VLEN])
+    if not _write_slot(vram, dest - voff, voff, vacc, b, params, ctrl, rowbuf, err, pc):
+        return False
+    vacc[:] = 0.0
+    return True
+
+
+@jit
+def m_bmm_wo(dest, vram, hmacc, params, ctrl, err, pc):
+    """M_BMM_WO: VRAM rows dest/M + a*M + i <- hmacc[a][i] (whole rows); clear."""
+    m = params[P_MLEN]
+    if dest % m != 0:
+        return fail(err, E_BWO_ALIGN, pc, dest, m)
+    nb = params[P_BROADCAST]
+    for a in range(nb):
+        for i in range(m):
+            r = vram_row(u32(dest + (a * m + i) * m), params[P_VLEN], params[P_VRAM_DEPTH], err, pc)
+            if r < 0:
+                return False
+            f32_row_to_bf16(hmacc[a, i], vram[r])
+            note_vram_write(ctrl, r, VRAM_ROWS_USED)
+    hmacc[:, :, :] = 0.0
+    return True
+
+
+@jit
+def m_bmv_wo(dest, vram, hvacc, params, ctrl, err, pc):
+    """M_BMV_WO: VRAM rows dest/M + a <- hvacc[a]; clear."""
+    m = params[P_MLEN]
+    if dest % m != 0:
+        return fail(err, E_BWO_ALIGN, pc, dest, m)
+    for a in range(params[P_BROADCAST]):
+        r = vram_row(u32(dest + a * m), params[P_VLEN], params[P_VRAM_DEPTH], err, pc)
+        if r < 0:
+            return False
+        f32_row_to_bf16(hvacc[a], vram[r])
+        note_vram_write(ctrl, r, VRAM_ROWS_USED)
+    hvacc[:, :] = 0.0
+    return True

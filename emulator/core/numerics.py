@@ -1,0 +1,242 @@
+"""Bit-exact number formats of the reference, as small jitted kernels.
+
+Tested against ml_dtypes / plain numpy oracles in tests/test_numerics.py.  References:
+matrix-vector-machines.md §2.1 (the VRAM bf16 cast and its NaN quirk), scalar-control §2.3
+(half::bf16::from_f32 for FP registers), hbm-dma-mx-formats.md §2.2-2.4 (E4M3 / E8M0 decode and
+the store-side quantiser), verified-corrections.md A3 (V_RED_SUM order), A5/A6 (NaN payloads).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .jit import jit
+
+F32_ONE_E_MINUS_9 = np.float32(1e-9)
+
+
+@jit
+def f32_bits(x):
+    return np.int64(np.array([np.float32(x)]).view(np.uint32)[0])
+
+
+@jit
+def f32_from_bits(u):
+    return np.array([np.uint32(u & 0xFFFFFFFF)]).view(np.float32)[0]
+
+
+@jit
+def bf16_to_f32(h):
+    """bf16 bits -> f32 (exact)."""
+    return f32_from_bits(np.int64(h) << 16)
+
+
+@jit
+def bf16_bits_from_f32_bits(u):
+    """The reference's generic FpType cast used for every VRAM write and the MRAM dump.
+
+    Round-to-nearest-even on the mantissa; a carry saturates the exponent.  Identical to the
+    usual RNE for non-NaN input; a NaN's payload is rounded like a mantissa (so it can become inf).
+    """
+    sign = (u >> 31) & 1
+    e = (u >> 23) & 0xFF
+    m = u & 0x7FFFFF
+    keep = m >> 16
+    guard = (m >> 15) & 1
+    if guard == 1 and ((m & 0x7FFF) != 0 or (keep & 1) == 1):
+        keep += 1
+    if keep == 0x80:
+        keep = 0
+        e = min(e + 1, 255)
+    return np.uint16((sign << 15) | (e << 7) | keep)
+
+
+@jit
+def f32_to_bf16_vram(x):
+    return bf16_bits_from_f32_bits(f32_bits(x))
+
+
+@jit
+def f32_row_to_bf16(src, dst):
+    """dst[i] = VRAM cast of src[i] (f32 row -> bf16 bits row), without per-lane allocation."""
+    bits = src.view(np.uint32)
+    for i in range(src.shape[0]):
+        dst[i] = bf16_bits_from_f32_bits(np.int64(bits[i]))
+
+
+@jit
+def bf16_row_to_f32(src, dst):
+    """dst[i] = exact f32 of bf16 bits src[i]."""
+    bits = dst.view(np.uint32)
+    for i in range(src.shape[0]):
+        bits[i] = np.uint32(src[i]) << np.uint32(16)
+
+
+@jit
+def f32_to_bf16_reg(x):
+    """half::bf16::from_f32: RNE, NaN -> (bits >> 16) | 0x0040 (quiet, payload kept)."""
+    u = f32_bits(x)
+    if (u & 0x7F800000) == 0x7F800000 and (u & 0x7FFFFF) != 0:
+        return np.uint16(((u >> 16) | 0x0040) & 0xFFFF)
+    return np.uint16(((u + 0x7FFF + ((u >> 16) & 1)) >> 16) & 0xFFFF)
+
+
+@jit
+def quiet(x):
+    """The NaN x86 arithmetic returns for a NaN operand: same sign and payload, quiet bit set."""
+    return f32_from_bits(f32_bits(x) | 0x400000)
+
+
+@jit
+def exp_f32(x):
+    """expf as the reference computes it (matches f64 exp rounded to f32 on every tested input)."""
+    return np.float32(math.exp(np.float64(x)))
+
+
+@jit
+def log2_floor_f32(t):
+    """floor(log2_f32(t)) as a saturating i32 cast (inf -> i32::MAX, NaN -> 0).
+
+    A correctly rounded f32 log2 is what the reference's libm gives on these inputs; computing it
+    in f64 and rounding to f32 reproduces that rounding (which matters only just below a power of 2).
+    """
+    if math.isnan(t):
+        return np.int64(0)
+    if math.isinf(t):
+        return np.int64(2147483647) if t > 0 else np.int64(-2147483648)
+    if t <= 0:
+        return np.int64(-2147483648)  # log2(0) = -inf
+    return np.int64(math.floor(np.float32(math.log2(np.float64(t)))))
+
+
+@jit
+def pow2_f32(e):
+    return np.float32(math.ldexp(1.0, e))
+
+
+@jit
+def hw_round(x):
+    """The quantiser's HWROUND: keep 2 fraction bits (truncate), then ties-to-even; u32 saturating."""
+    t = np.float32(math.floor(np.float32(x * np.float32(4.0)))) / np.float32(4.0)
+    fl = np.float32(math.floor(t)) if not math.isnan(t) and not math.isinf(t) else t
+    fr = t - fl
+    if math.isnan(fl) or fl < 0:
+        base = np.int64(0)
+    elif fl >= 4294967295.0:
+        base = np.int64(4294967295)
+    else:
+        base = np.int64(fl)
+    if fr > 0.5:
+        return (base + 1) & 0xFFFFFFFF
+    if fr < 0.5:
+        return base
+    return base if base % 2 == 0 else (base + 1) & 0xFFFFFFFF
+
+
+@jit
+def e4m3_encode(y):
+    """minifloat_ieee_quantize_hardware for E4M3 (bias 7): no carry into the exponent."""
+    if y == 0.0:
+        return np.uint8(0)
+    s = 1 if y < 0.0 else 0
+    a = np.float32(abs(y))
+    e = log2_floor_f32(np.float32(a + F32_ONE_E_MINUS_9))
+    ovf = e > 7
+    e = min(max(e, -7), 7)
+    mant = np.float32(a / pow2_f32(e))
+    if e != -7:
+        q = hw_round(np.float32((mant - np.float32(1.0)) * np.float32(8.0)))
+    else:
+        q = hw_round(np.float32(mant * np.float32(8.0)))
+    q = min(max(q, 0), 7)
+    if ovf:
+        q = 7
+    return np.uint8((s << 7) | ((e + 7) << 3) | q)
+
+
+@jit
+def mx_quantize_row(vals, elem_out, scale_out, block):
+    """H_STORE_V's quantiser (Rust QuantTensor::into_bytes) for one row of f32 values."""
+    n = vals.shape[0]
+    nb = n // block
+    for b in range(nb):
+        max_abs = np.float32(0.0)
+        for i in range(block):
+            v = abs(vals[b * block + i])
+            if v > max_abs:  # f32::max ignores NaN
+                max_abs = v
+        if max_abs == 0.0:
+            scale_out[b] = 0
+            for i in range(block):
+                elem_out[b * block + i] = 0
+            continue
+        e = log2_floor_f32(np.float32(max_abs + F32_ONE_E_MINUS_9))
+        e = min(max(e, -127), 127)
+        scale_out[b] = np.uint8(e + 127)
+        p = pow2_f32(e)
+        for i in range(block):
+            x = vals[b * block + i]
+            y = np.float32(0.0) if x == 0.0 else np.float32(x / p)
+            elem_out[b * block + i] = e4m3_encode(y)
+
+
+def e4m3_decode_table() -> np.ndarray:
+    """f32 value of every E4M3 code as the emulator decodes it (subnormal = m/8 * 2^-7, no OCP FN).
+
+    NaN codes keep a payload: f32 bits sign | 0x7F800000 | m << 20 (verified-corrections A6).
+    """
+    out = np.zeros(256, dtype=np.uint32)
+    for b in range(256):
+        s, e, m = b >> 7, (b >> 3) & 15, b & 7
+        if e == 15:
+            bits = (s << 31) | 0x7F800000 | (m << 20)
+        else:
+            v = (m / 8.0) * 2.0 ** -7 if e == 0 else (1 + m / 8.0) * 2.0 ** (e - 7)
+            bits = int(np.array([-v if s else v], dtype=np.float32).view(np.uint32)[0])
+        out[b] = bits
+    return out.view(np.float32)
+
+
+def e8m0_decode_table() -> np.ndarray:
+    """f32 value of every E8M0 scale byte: 0 -> 0.0, 255 -> +inf, else 2^(b-127)."""
+    out = np.empty(256, dtype=np.float32)
+    out[0] = 0.0
+    out[255] = np.inf
+    for b in range(1, 255):
+        out[b] = np.float32(math.ldexp(1.0, b - 127))
+    return out
+
+
+@jit
+def vec_sum_f32(x, start, n):
+    """torch.sum's order on a contiguous f32 row (verified-corrections A3).
+
+    Vectors of 8 lanes go round-robin into 4 accumulators that start at 0; the accumulators are
+    combined ((a0 + a1) + a2) + a3 lane-wise, then the 8 lanes are added sequentially from 0.
+    Verified for 64 and 16 lanes; a tail shorter than 8 lanes is added sequentially at the end.
+    """
+    acc = np.zeros((4, 8), dtype=np.float32)
+    nvec = n // 8
+    for v in range(nvec):
+        a = v % 4
+        for lane in range(8):
+            acc[a, lane] = acc[a, lane] + x[start + v * 8 + lane]
+    total = np.float32(0.0)
+    for lane in range(8):
+        s = ((acc[0, lane] + acc[1, lane]) + acc[2, lane]) + acc[3, lane]
+        total = total + s
+    for i in range(nvec * 8, n):
+        total = total + x[start + i]
+    return total
+
+
+@jit
+def fmax_num(a, b):
+    """IEEE maxNum as Rust's f32::max: a NaN operand is ignored."""
+    if math.isnan(a):
+        return b
+    if math.isnan(b):
+        return a
+    return a if a >= b else b

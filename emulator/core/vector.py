@@ -1,0 +1,296 @@
+"""Vector machine: elementwise ops, reductions, shift, top-k (matrix-vector-machines.md §6).
+
+All arithmetic is f32 with one bf16 rounding when the row is written.  NaN results follow the
+reference (verified-corrections A1, A5): for two operands the second operand's NaN wins, quieted;
+the VF scalar counts as the second operand; V_MAX/MIN_VF return a NaN scalar as is and keep a NaN
+lane bit for bit.
+"""
+
+import math
+
+import numpy as np
+
+from .common import fail, note_vram_write, vram_row
+from .jit import jit
+from .numerics import (
+    bf16_row_to_f32, bf16_to_f32, exp_f32, f32_bits, f32_from_bits, f32_row_to_bf16, f32_to_bf16_reg,
+    fmax_num, quiet, vec_sum_f32,
+)
+from .state import (
+    E_FP_REGISTER, E_FPSRAM_RANGE, E_INTSRAM_RANGE, E_MAP_WINDOW, E_TOPK_POLICY, P_HLEN, P_VLEN,
+    P_VRAM_DEPTH, V_MASK, VRAM_ROWS_USED,
+)
+from .common import u32
+
+# Elementwise operation codes (internal to this module and the dispatcher).
+EW_ADD, EW_SUB, EW_SUB_REV, EW_MUL, EW_MAX, EW_MIN, EW_EXP, EW_RECI = range(8)
+
+EXP_CLAMP = np.float32(88.0)
+FP_SRAM_SIZE = 1024
+INT_SRAM_SIZE = 1024
+
+
+@jit
+def _binary(code, a, b):
+    if code == EW_MAX or code == EW_MIN:
+        if math.isnan(b):
+            return b
+        if math.isnan(a):
+            return a
+        if code == EW_MAX:
+            return b if a < b else a
+        return b if a > b else a
+    if math.isnan(b):
+        r = quiet(b)
+    elif math.isnan(a):
+        r = quiet(a)
+    elif code == EW_ADD:
+        r = np.float32(a + b)
+    elif code == EW_MUL:
+        r = np.float32(a * b)
+    else:
+        r = np.float32(a - b)
+    if code == EW_SUB_REV:  # scalar - tensor is computed as -(tensor - scalar): NaN signs flip too
+        r = f32_from_bits(f32_bits(r) ^ 0x80000000)
+    return r
+
+
+@jit
+def _unary(code, a):
+    if code == EW_EXP:
+        if math.isnan(a):
+            return quiet(a)
+        c = min(max(a, -EXP_CLAMP), EXP_CLAMP)
+        return exp_f32(c)
+    # EW_RECI
+    if math.isnan(a):
+        return quiet(a)
+    return np.float32(np.float32(1.0) / a)
+
+
+@jit
+def _clamp_exp_input(a):
+    if math.isnan(a):
+        return a
+    return min(max(a, -EXP_CLAMP), EXP_CLAMP)
+
+
+@jit
+def fp_reg(fpr, idx, err, pc):
+    """Read FP register idx as f32 (the register file has 8 entries; 8-15 abort)."""
+    if idx >= 8:
+        fail(err, E_FP_REGISTER, pc, idx)
+        return np.float32(np.nan), False
+    return bf16_to_f32(fpr[idx]), True
+
+
+@jit
+def v_elementwise(code, masked, rd, rs1, rs2, is_vf, vram, fpr, gp, ctrl, params, rows, err, pc):
+    """V_ADD/SUB/MUL (VV, VF), V_MAX/MIN_VF, V_EXP_V, V_RECI_V; masked heads when rmask != 0.
+
+    Unmasked lanes of a masked op take vs1 (not the old vd); masked V_EXP_V writes the clamped
+    input to the unmasked lanes (a reference quirk).
+    """
+    vlen = params[P_VLEN]
+    depth = params[P_VRAM_DEPTH]
+    a = rows[0]
+    b = rows[1]
+    out = rows[2]
+    ra = vram_row(gp[rs1], vlen, depth, err, pc)
+    if ra < 0:
+        return False
+    unary = code == EW_EXP or code == EW_RECI
+    f = np.float32(0.0)
+    if is_vf:
+        f, ok = fp_reg(fpr, rs2, err, pc)
+        if not ok:
+            return False
+    elif not unary:
+        rb = vram_row(gp[rs2], vlen, depth, err, pc)
+        if rb < 0:
+            return False
+    bf16_row_to_f32(vram[ra], a)
+    if not unary and not is_vf:
+        bf16_row_to_f32(vram[rb], b)
+    rdst = vram_row(gp[rd], vlen, depth, err, pc)
+    if rdst < 0:
+        return False
+    h = params[P_HLEN]
+    heads = vlen // h
+    vmask = ctrl[V_MASK]
+    for i in range(vlen):
+        if masked:
+            head = i // h
+            # the reference tests bit (head mod 32) of the 32-bit mask: its shift wraps
+            selected = head < heads and ((vmask >> (head % 32)) & 1) == 1
+            if not selected:
+                out[i] = _clamp_exp_input(a[i]) if code == EW_EXP else a[i]
+                continue
+        if unary:
+            out[i] = _unary(code, a[i])
+        elif is_vf:
+            out[i] = _binary(code, a[i], f)
+        else:
+            out[i] = _binary(code, a[i], b[i])
+    f32_row_to_bf16(out[:vlen], vram[rdst])
+    note_vram_write(ctrl, rdst, VRAM_ROWS_USED)
+    return True
+
+
+@jit
+def v_red_sum(masked, rd, rs1, vram, fpr, gp, ctrl, params, rows, err, pc):
+    """fp[rd] = bf16(fp[rd] + sum(vs1)); the masked form counts each masked head HLEN times."""
+    f, ok = fp_reg(fpr, rd, err, pc)
+    if not ok:
+        return False
+    vlen = params[P_VLEN]
+    r = vram_row(gp[rs1], vlen, params[P_VRAM_DEPTH], err, pc)
+    if r < 0:
+        return False
+    a = rows[0]
+    bf16_row_to_f32(vram[r], a)
+    if masked:
+        h = params[P_HLEN]
+        heads = vlen // h
+        vmask = ctrl[V_MASK]
+        tmp = rows[1]
+        tmp[:vlen] = a[:vlen]
+        for head in range(heads):
+            if ((vmask >> (head % 32)) & 1) == 1:
+                s = vec_sum_f32(a, head * h, h)
+                for i in range(head * h, head * h + h):
+                    tmp[i] = s
+        val = vec_sum_f32(tmp, 0, vlen)
+    else:
+        val = vec_sum_f32(a, 0, vlen)
+    fpr[rd] = f32_to_bf16_reg(np.float32(f + val))
+    return True
+
+
+@jit
+def v_red_max(rd, rs1, vram, fpr, gp, params, rows, err, pc):
+    """fp[rd] = bf16(maxNum(max(vs1), fp[rd])); a row holding a NaN is ignored; the mask has no effect."""
+    f, ok = fp_reg(fpr, rd, err, pc)
+    if not ok:
+        return False
+    vlen = params[P_VLEN]
+    r = vram_row(gp[rs1], vlen, params[P_VRAM_DEPTH], err, pc)
+    if r < 0:
+        return False
+    a = rows[0]
+    bf16_row_to_f32(vram[r], a)
+    val = a[0]
+    for i in range(1, vlen):
+        x = a[i]
+        if math.isnan(val):
+            break
+        if math.isnan(x) or x > val:
+            val = x
+    fpr[rd] = f32_to_bf16_reg(fmax_num(val, f))
+    return True
+
+
+@jit
+def v_shift(rd, rs1, rs2, vram, gp, ctrl, params, err, pc):
+    """V_SHFT_V: vd[i] = vs1[i - s] for i >= s else +0, s = gp[rs2] (towards higher lanes)."""
+    vlen = params[P_VLEN]
+    depth = params[P_VRAM_DEPTH]
+    ra = vram_row(gp[rs1], vlen, depth, err, pc)
+    if ra < 0:
+        return False
+    rdst = vram_row(gp[rd], vlen, depth, err, pc)
+    if rdst < 0:
+        return False
+    s = gp[rs2]
+    src = vram[ra].copy()
+    for i in range(vlen):
+        vram[rdst, i] = src[i - s] if i >= s else 0
+    note_vram_write(ctrl, rdst, VRAM_ROWS_USED)
+    return True
+
+
+@jit
+def s_map_v_fp(rd, rs1, imm, vram, fpsram, gp, ctrl, params, err, pc):
+    """S_MAP_V_FP: VRAM row gp[rd] <- FP_SRAM[gp[rs1]+imm .. +VLEN) (bf16, exact)."""
+    vlen = params[P_VLEN]
+    start = u32(gp[rs1] + imm)
+    if start + vlen > FP_SRAM_SIZE:
+        return fail(err, E_MAP_WINDOW, pc, start, start + vlen, FP_SRAM_SIZE)
+    r = vram_row(gp[rd], vlen, params[P_VRAM_DEPTH], err, pc)
+    if r < 0:
+        return False
+    for i in range(vlen):
+        vram[r, i] = fpsram[start + i]
+    note_vram_write(ctrl, r, VRAM_ROWS_USED)
+    return True
+
+
+@jit
+def _total_order_key(x):
+    """An integer that orders f32 values by IEEE totalOrder (so +0 ranks above -0)."""
+    u = f32_bits(x)
+    if u & 0x80000000:
+        return -(u & 0x7FFFFFFF) - 1
+    return u
+
+
+@jit
+def v_topk(policy, rd, rs1, rs2, vram, fpsram, intsram, gp, params, rows, err, pc):
+    """Routed-MoE router: top-K of E logits, softmax over the selected ones (sequential f32).
+
+    Policy 0: E=32, K=4; policy 1: E=128, K=8.  NaN logits count as -inf; ties go to the lower
+    index; weights are 0 when the denominator is not finite and positive.  Not masked.
+    """
+    if policy == 0:
+        n_exp, k = 32, 4
+    elif policy == 1:
+        n_exp, k = 128, 8
+    else:
+        return fail(err, E_TOPK_POLICY, pc, policy)
+    vlen = params[P_VLEN]
+    depth = params[P_VRAM_DEPTH]
+    src = gp[rs1]
+    logits = np.empty(n_exp, dtype=np.float32)
+    nrows = (n_exp + vlen - 1) // vlen
+    a = rows[0]
+    for j in range(nrows):
+        r = vram_row(u32(src + j * vlen), vlen, depth, err, pc)
+        if r < 0:
+            return False
+        bf16_row_to_f32(vram[r], a)
+        for i in range(vlen):
+            e = j * vlen + i
+            if e < n_exp:
+                logits[e] = -np.inf if math.isnan(a[i]) else a[i]
+    keys = np.empty(n_exp, dtype=np.int64)
+    for e in range(n_exp):
+        keys[e] = _total_order_key(logits[e])
+    taken = np.zeros(n_exp, dtype=np.bool_)
+    idx = np.empty(k, dtype=np.int64)
+    for slot in range(k):
+        best = -1
+        for e in range(n_exp):
+            if not taken[e] and (best < 0 or keys[e] > keys[best]):
+                best = e
+        taken[best] = True
+        idx[slot] = best
+    mx = logits[idx[0]]
+    for slot in range(k):
+        mx = max(mx, logits[idx[slot]])
+    ex = np.empty(k, dtype=np.float32)
+    d = np.float32(0.0)
+    for slot in range(k):
+        ex[slot] = exp_f32(np.float32(logits[idx[slot]] - mx))
+        d = np.float32(d + ex[slot])
+    fp_base = gp[rd]
+    int_base = gp[rs2]
+    for slot in range(k):
+        if u32(int_base + slot) >= INT_SRAM_SIZE:
+            return fail(err, E_INTSRAM_RANGE, pc, u32(int_base + slot), INT_SRAM_SIZE)
+        if u32(fp_base + slot) >= FP_SRAM_SIZE:
+            return fail(err, E_FPSRAM_RANGE, pc, u32(fp_base + slot), FP_SRAM_SIZE)
+    for slot in range(k):
+        w = np.float32(ex[slot] / d) if (math.isfinite(d) and d > 0) else np.float32(0.0)
+        intsram[u32(int_base + slot)] = idx[slot]
+        fpsram[u32(fp_base + slot)] = f32_to_bf16_reg(w)
+    return True

@@ -1,0 +1,314 @@
+"""The Python façade over the jitted core: Program + images + Settings -> RunResult.
+
+`run()` builds the machine state arrays, calls the run loop in chunks (so budgets, progress and
+pool growth are handled here, never per instruction), and turns the core's status codes into
+typed errors that name the pc, the opcode, the source line and the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from isa_specs import load_isa
+
+from .core import state as S
+from .core.hbm_store import PAGE_SIZE, SparseHbm
+from .core.loop import run_loop
+from .core.numerics import e4m3_decode_table, e8m0_decode_table
+from .decode import decode
+from .errors import BudgetExceeded, EmulationError, ImageError, InputError
+from .hbm.timing import new_timing_state
+from .images import load_fp_sram, load_hbm_preload, load_int_sram, load_vram_preload
+from .program import Program
+from .result import MachineState, RunResult, TraceEvents
+from .settings import Settings, default_settings
+
+CHUNK_INSTRUCTIONS = 1 << 20   # instructions per run-loop call between budget/progress checks
+PROGRESS_INTERVAL_S = 0.1
+
+ImageSource = bytes | bytearray | memoryview | np.ndarray | str | os.PathLike | None
+
+
+# ------------------------------------------------------------------------------------ messages
+
+_KIND = {
+    S.E_INVALID_OPCODE: "invalid_opcode",
+    S.E_VRAM_ALIGN: "alignment", S.E_MRAM_ALIGN: "alignment", S.E_MM_ROW_GRANULAR: "alignment",
+    S.E_BLOCK_ALIGN: "alignment", S.E_MV_OFFSET_RANGE: "alignment", S.E_HEAD_ALIGN: "alignment",
+    S.E_WO_ALIGN: "alignment", S.E_BWO_ALIGN: "alignment", S.E_PREFETCH_ALIGN: "alignment",
+    S.E_VRAM_RANGE: "out_of_range", S.E_MRAM_RANGE: "out_of_range", S.E_FPSRAM_RANGE: "out_of_range",
+    S.E_INTSRAM_RANGE: "out_of_range", S.E_MAP_WINDOW: "out_of_range", S.E_HBM_WRITE_RANGE: "out_of_range",
+    S.E_PREFETCH_TILE_RANGE: "out_of_range",
+    S.E_NARROW: "narrow", S.E_BMV_SHAPE: "shape", S.E_BROADCAST_ASSERT: "assert",
+    S.E_FP_REGISTER: "fp_register", S.E_TOPK_POLICY: "topk_policy",
+    S.E_LOOP_ZERO: "loop", S.E_LOOP_NO_MATCH: "loop", S.E_BREAK_EMPTY: "loop", S.E_LOOP_STACK: "loop",
+    S.E_MAX_LOOP: "max_loop",
+}
+
+
+def _message(code: int, a: int, b: int, c: int, settings: Settings) -> str:
+    m, v = settings.MLEN, settings.VLEN
+    if code == S.E_INVALID_OPCODE:
+        return "invalid opcode: the decoder does not implement this word's opcode"
+    if code in (S.E_VRAM_ALIGN, S.E_MRAM_ALIGN, S.E_PREFETCH_ALIGN):
+        where = "VRAM" if code == S.E_VRAM_ALIGN else "MRAM" if code == S.E_MRAM_ALIGN else "SRAM destination"
+        return f"{where} address {a} is not a multiple of {b}"
+    if code in (S.E_VRAM_RANGE, S.E_MRAM_RANGE):
+        where = "VRAM row" if code == S.E_VRAM_RANGE else "MRAM tile"
+        return f"address {a} out of bounds ({where} {b} >= depth {c})"
+    if code == S.E_MM_ROW_GRANULAR:
+        return (f"matrix address {a}: its offset {b} inside the tile must be a whole number of "
+                f"{m}-element rows (row-granular column-block ABI)")
+    if code == S.E_BLOCK_ALIGN:
+        return f"matrix address {a}: column/row offset {b} is not a multiple of BLEN ({c})"
+    if code == S.E_MV_OFFSET_RANGE:
+        return f"matrix address {a}: column offset {b} must be < MLEN ({c})"
+    if code == S.E_HEAD_ALIGN:
+        return f"matrix address {a}: head offset {b} is not a multiple of HLEN ({c})"
+    if code == S.E_WO_ALIGN:
+        return f"write-out address {a}: lane offset {b} is not a multiple of BLEN ({c})"
+    if code == S.E_BWO_ALIGN:
+        return f"write-out address {a} is not a multiple of MLEN ({b})"
+    if code == S.E_NARROW:
+        return f"matrix address {a}: slice start {b} + length exceeds the tile dimension {c}"
+    if code == S.E_BMV_SHAPE:
+        return (f"M_BMV always aborts in the reference: its [{a}, {b}] accumulator cannot take the "
+                f"[{a}, {a}, {b}]-shaped broadcast product")
+    if code == S.E_BROADCAST_ASSERT:
+        return f"BROADCAST_AMOUNT*HLEN ({a}*{b}) must equal MLEN ({c}) for broadcast matrix ops"
+    if code == S.E_FP_REGISTER:
+        return f"FP register f{a} does not exist (the FP register file has f0-f7)"
+    if code == S.E_FPSRAM_RANGE:
+        return f"FP SRAM index {a} out of range (FP SRAM has {b} entries)"
+    if code == S.E_INTSRAM_RANGE:
+        return f"INT SRAM index {a} out of range (INT SRAM has {b} entries)"
+    if code == S.E_MAP_WINDOW:
+        return f"FP SRAM window [{a}, {b}) runs past the end of FP SRAM ({c} entries)"
+    if code == S.E_HBM_WRITE_RANGE:
+        return f"HBM write to block {a} beyond the HBM capacity ({b} bytes)"
+    if code == S.E_PREFETCH_TILE_RANGE:
+        return f"H_PREFETCH_M would fill MRAM tile {a}; MRAM has {b} tiles"
+    if code == S.E_TOPK_POLICY:
+        return f"unsupported V_TOPK policy {a}; expected 0 (32 experts, top 4) or 1 (128 experts, top 8)"
+    if code == S.E_LOOP_ZERO:
+        return "C_LOOP_START iteration count must be greater than 0"
+    if code == S.E_LOOP_NO_MATCH:
+        return f"C_LOOP_END: no matching C_LOOP_START found for register gp{a}"
+    if code == S.E_BREAK_EMPTY:
+        return "C_BREAK: no active loop to break out of"
+    if code == S.E_LOOP_STACK:
+        return f"more than {a} nested active loops (C_LOOP_START without C_LOOP_END inside a loop?)"
+    if code == S.E_MAX_LOOP:
+        return (f"loop at pc {a} exceeded MAX_LOOP_INSTRUCTIONS ({settings.MAX_LOOP_INSTRUCTIONS}); "
+                f"current iteration {b}, instructions in this iteration {c}; aborted before this instruction ran")
+    return f"abort code {code}"
+
+
+def _mnemonic(word: int) -> str:
+    spec = load_isa()
+    op = spec.by_opcode.get(spec.fields["opcode"].extract(int(word)))
+    return op.mnemonic if op is not None and op.decodable else "INVALID"
+
+
+def _error_from_core(err: np.ndarray, program: Program, settings: Settings, cycles: int) -> EmulationError:
+    code, pc = int(err[0]), int(err[1])
+    word = int(program.words[pc]) if 0 <= pc < len(program) else None
+    return EmulationError(
+        _KIND.get(code, "abort"), _message(code, int(err[2]), int(err[3]), int(err[4]), settings),
+        pc=pc, opcode=_mnemonic(word) if word is not None else None, word=word,
+        source=program.source_ref(pc), cycles=cycles)
+
+
+# ------------------------------------------------------------------------------------ inputs
+
+def as_program(program: Program | str | os.PathLike) -> Program:
+    """Program, ASM text, or a path to a .asm / .mem file."""
+    if isinstance(program, Program):
+        return program
+    from .asm import assemble, load_program
+    if isinstance(program, os.PathLike):
+        return load_program(Path(program))
+    if isinstance(program, str):
+        return assemble(program)
+    raise InputError(f"program must be a Program, ASM text or a path, got {type(program).__name__}")
+
+
+def _image_bytes(source: ImageSource) -> bytes | str | os.PathLike:
+    if isinstance(source, np.ndarray):
+        return source.tobytes()
+    return source
+
+
+def _place_tensors(hbm: SparseHbm, tensors: Mapping[str, tuple[np.ndarray, int]]) -> None:
+    from .tensors import quantize_mxfp8
+    for name, (values, addr) in tensors.items():
+        arr = np.asarray(values, dtype=np.float32)
+        if arr.ndim != 2:
+            raise ImageError(f"tensor {name!r}: expected a 2-D array [rows, cols], got shape {arr.shape}")
+        elems, scales = quantize_mxfp8(arr)
+        data = np.concatenate([elems.reshape(-1), scales.reshape(-1)])
+        if addr < 0 or addr + data.size > hbm.capacity:
+            raise ImageError(f"tensor {name!r} at {addr} ({data.size} bytes) does not fit in HBM ({hbm.capacity} bytes)")
+        hbm.write(int(addr), data)
+
+
+# ------------------------------------------------------------------------------------ run
+
+def run(
+    program: Program | str | os.PathLike,
+    *,
+    settings: Settings | None = None,
+    hbm: ImageSource = None,
+    fp_sram: ImageSource = None,
+    int_sram: ImageSource = None,
+    vram: ImageSource = None,
+    tensors: Mapping[str, tuple[np.ndarray, int]] | None = None,
+    max_instructions: int | None = None,
+    max_wall_seconds: float | None = None,
+    trace_limit: int = 0,
+    seconds_labels: Sequence[np.ndarray] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    raise_on_error: bool = False,
+) -> RunResult:
+    """Run a PLENA program and return its RunResult (see emulator/result.py).
+
+    Preloads use the reference's file formats (HBM raw bytes, FP SRAM f16, INT SRAM u32, VRAM
+    bf16 rows); `tensors` places float arrays into HBM as MXFP8 at given byte addresses.  Errors
+    of the program end up in `result.error` (or are raised with `raise_on_error=True`); bad input
+    always raises an InputError before anything runs.
+    """
+    t0 = time.perf_counter()
+    program = as_program(program)
+    settings = settings or default_settings()
+    spec = load_isa()
+    m, v, b, a = settings.MLEN, settings.VLEN, settings.BLEN, settings.BROADCAST_AMOUNT
+    n = len(program)
+
+    # ---- state
+    fpsram = load_fp_sram(_image_bytes(fp_sram)) if fp_sram is not None else np.zeros(1024, np.uint16)
+    intsram = load_int_sram(_image_bytes(int_sram)) if int_sram is not None else np.zeros(1024, np.uint32)
+    vram_arr = np.zeros((settings.VECTOR_SRAM_SIZE, v), dtype=np.uint16)  # pages materialise on touch
+    ctrl = np.zeros(S.CTRL_SIZE, dtype=np.int64)
+    ctrl[S.STRIDE] = 1
+    if vram is not None:
+        pre = load_vram_preload(_image_bytes(vram), v, settings.VECTOR_SRAM_SIZE)
+        vram_arr[: pre.shape[0]] = pre
+        nz = np.nonzero(pre.any(axis=1))[0]
+        ctrl[S.VRAM_ROWS_USED] = int(nz[-1]) + 1 if nz.size else 0
+    store = SparseHbm(settings.HBM_SIZE)
+    if hbm is not None:
+        data = load_hbm_preload(_image_bytes(hbm), settings.HBM_SIZE)
+        if data.size:
+            store.write(0, data)
+    if tensors:
+        _place_tensors(store, tensors)
+    mram = np.zeros((settings.mram_tiles, m * m), dtype=np.float32)
+    gp = np.zeros(16, dtype=np.int64)
+    fpr = np.zeros(16, dtype=np.uint16)
+    areg = np.zeros(16, dtype=np.int64)
+    loops = np.zeros((S.LOOP_STACK_CAP, S.LOOP_SIZE), dtype=np.int64)
+    params = np.zeros(S.PARAMS_SIZE, dtype=np.int64)
+    params[S.P_MLEN], params[S.P_VLEN], params[S.P_BLEN], params[S.P_HLEN] = m, v, b, settings.HLEN
+    params[S.P_BROADCAST] = a
+    params[S.P_MAX_LOOP] = settings.MAX_LOOP_INSTRUCTIONS
+    params[S.P_PREFETCH_M_ROWS] = settings.prefetch_m_rows
+    params[S.P_PREFETCH_V_ROWS] = settings.HBM_V_Prefetch_Amount
+    params[S.P_WRITEBACK_ROWS] = settings.HBM_V_Writeback_Amount
+    params[S.P_VRAM_DEPTH] = settings.VECTOR_SRAM_SIZE
+    params[S.P_MRAM_TILES] = settings.mram_tiles
+    params[S.P_HBM_CAPACITY] = settings.HBM_SIZE
+    params[S.P_MX_BLOCK] = settings.precision["HBM_V_ACT_TYPE"].block
+    macc = np.zeros((b, b), dtype=np.float32)
+    vacc = np.zeros(b, dtype=np.float32)
+    hmacc = np.zeros((a, m, m), dtype=np.float32)
+    hvacc = np.zeros((a, m), dtype=np.float32)
+    rows = np.zeros((max(m, 3), max(m, v)), dtype=np.float32)
+    max_rows = max(settings.prefetch_m_rows, settings.HBM_V_Prefetch_Amount, settings.HBM_V_Writeback_Amount)
+    blk = np.zeros(max_rows * (max(m, v) // 64 + 3) + 1, dtype=np.int64)
+    seen = np.zeros(settings.HBM_V_Writeback_Amount * 4 + 4, dtype=np.int64)
+    vals = np.zeros(max(m, v), dtype=np.float32)
+    ebuf = np.zeros(max(m, v), dtype=np.uint8)
+    sbuf = np.zeros(max(m, v) // 8 + 1, dtype=np.uint8)
+    trace = np.zeros((max(int(trace_limit), 0), 3), dtype=np.int64)
+    label_maps = [np.asarray(lab, dtype=np.int32) for lab in (seconds_labels or [])]
+    for lab in label_maps:
+        if lab.shape != (n,):
+            raise InputError(f"a seconds label map must have one entry per instruction ({n}), got {lab.shape}")
+    labels = np.stack(label_maps) if label_maps else np.zeros((0, n), dtype=np.int32)
+    n_labels = max([int(lab.max()) + 1 for lab in label_maps if lab.size] + [1])
+    label_secs = np.zeros((labels.shape[0], n_labels), dtype=np.float64)
+    counters = np.zeros((n, S.COUNTER_SIZE), dtype=np.int64)
+    err = np.zeros(S.ERR_SIZE, dtype=np.int64)
+    ts = new_timing_state(settings.hbm_model)
+    e4m3 = e4m3_decode_table()
+    e8m0 = e8m0_decode_table()
+
+    error: EmulationError | None = None
+    try:
+        dec = decode(program, settings, spec)
+    except EmulationError as exc:
+        error = exc
+        dec = None
+
+    # ---- run in chunks
+    last_progress = t0
+    while dec is not None:
+        limit = ctrl[S.INSTRUCTIONS] + CHUNK_INSTRUCTIONS
+        if max_instructions is not None:
+            limit = min(limit, int(max_instructions))
+        ctrl[S.HBM_PAGES_USED] = store.pages_used
+        status = run_loop(dec, counters, gp, fpr, areg, ctrl, loops, params, vram_arr, mram, fpsram, intsram,
+                          macc, vacc, hmacc, hvacc, store.page_table, store.pool, ts, e4m3, e8m0, rows, blk,
+                          seen, vals, ebuf, sbuf, trace, labels, label_secs, err, limit)
+        store.pages_used = int(ctrl[S.HBM_PAGES_USED])
+        if status == S.ST_DONE:
+            break
+        if status == S.ST_ERROR:
+            error = _error_from_core(err, program, settings, int(ctrl[S.NOW]))
+            break
+        if status == S.ST_NEED_PAGES:
+            store.ensure_free(int(err[2]))
+            continue
+        now = time.perf_counter()
+        if max_instructions is not None and ctrl[S.INSTRUCTIONS] >= max_instructions:
+            pc = int(ctrl[S.PC])
+            error = BudgetExceeded("budget", f"instruction budget of {max_instructions} exhausted",
+                                   pc=pc, opcode=_mnemonic(program.words[pc]), source=program.source_ref(pc),
+                                   cycles=int(ctrl[S.NOW]))
+            break
+        if max_wall_seconds is not None and now - t0 > max_wall_seconds:
+            pc = int(ctrl[S.PC])
+            error = BudgetExceeded("budget", f"wall-time budget of {max_wall_seconds} s exhausted",
+                                   pc=pc, opcode=_mnemonic(program.words[pc]), source=program.source_ref(pc),
+                                   cycles=int(ctrl[S.NOW]))
+            break
+        if progress is not None and now - last_progress >= PROGRESS_INTERVAL_S:
+            progress(int(ctrl[S.INSTRUCTIONS]), int(ctrl[S.NOW]))
+            last_progress = now
+
+    if error is not None and raise_on_error:
+        raise error
+    used = int(ctrl[S.TRACE_USED])
+    trace_events = None
+    if trace_limit > 0:
+        trace_events = TraceEvents(pc=trace[:used, 0].astype(np.int32), start=trace[:used, 1].copy(),
+                                   end=trace[:used, 2].copy(), truncated=int(ctrl[S.INSTRUCTIONS]) > used)
+    state = MachineState(
+        vram=vram_arr, vram_rows_used=int(ctrl[S.VRAM_ROWS_USED]), mram=mram,
+        mram_tiles_used=int(ctrl[S.MRAM_TILES_USED]), fp_sram=fpsram, int_sram=intsram,
+        gp=gp.astype(np.uint32), fp=fpr[:8].copy(), addr=areg.view(np.uint64).copy(),
+        scale=int(ctrl[S.SCALE]), stride=int(ctrl[S.STRIDE]), v_mask=int(ctrl[S.V_MASK]), hbm=store)
+    return RunResult(
+        program=program, settings=settings, cycles=int(ctrl[S.NOW]), instructions=int(ctrl[S.INSTRUCTIONS]),
+        hbm_bytes_read=int(ctrl[S.HBM_READ]), hbm_bytes_written=int(ctrl[S.HBM_WRITTEN]),
+        hbm_model=settings.hbm_model, pc_count=counters[:, S.C_COUNT].copy(),
+        pc_cycles=counters[:, S.C_CYCLES].copy(), pc_hbm_read=counters[:, S.C_HBM_READ].copy(),
+        pc_hbm_written=counters[:, S.C_HBM_WRITTEN].copy(), state=state, error=error,
+        wall_seconds=time.perf_counter() - t0, trace=trace_events,
+        label_seconds=[label_secs[i].copy() for i in range(label_secs.shape[0])],
+        warnings=list(settings.warnings))
