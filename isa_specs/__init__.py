@@ -56,6 +56,7 @@ class Operand:
     bare: bool = False  # register operand that the compiler writes as a bare number
     must_be_zero: bool = False
     ignored_bits: str | None = None  # decoder field this operand lands in but the hardware ignores
+    decoder_field: str | None = None  # field the hardware really reads this operand from (when it differs)
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ class IsaSpec:
 
 
 def _parse_operand(raw: dict, where: str) -> Operand:
-    unknown = set(raw) - {"name", "kind", "field", "optional", "bare", "must_be_zero", "ignored_bits"}
+    unknown = set(raw) - {"name", "kind", "field", "optional", "bare", "must_be_zero", "ignored_bits", "decoder_field"}
     if unknown:
         raise IsaSpecError(f"{where}: unknown operand keys {sorted(unknown)}")
     if raw.get("kind") not in OPERAND_KINDS:
@@ -145,6 +146,9 @@ def _validate(fields: dict[str, Field], groups: dict[str, tuple[str, ...]], ops:
             if o.field in used:
                 raise IsaSpecError(f"{where}: field {o.field} used by two operands")
             used.add(o.field)
+            for attr in ("ignored_bits", "decoder_field"):
+                if getattr(o, attr) is not None and getattr(o, attr) not in fields:
+                    raise IsaSpecError(f"{where}: operand {o.name} {attr} names unknown field {getattr(o, attr)}")
             if seen_optional and not o.optional:
                 raise IsaSpecError(f"{where}: a required operand follows an optional one")
             seen_optional |= o.optional

@@ -210,6 +210,27 @@ def e8m0_decode_table() -> np.ndarray:
 
 
 @jit
+def add_nan_first(a, b):
+    """a + b with x86 NaN propagation made explicit: the first NaN operand wins, quieted.
+
+    (A plain `a + b` lets the compiler commute the operands, which changes which NaN survives.)
+    """
+    if math.isnan(a):
+        return quiet(a)
+    if math.isnan(b):
+        return quiet(b)
+    return np.float32(a + b)
+
+
+@jit
+def add_nan_second(a, b):
+    """a + b where the second NaN operand wins, quieted: the reference's vectorised kernels
+    (elementwise VV ops and torch.sum's reduction) propagate NaNs this way (verified-corrections A5,
+    and the all-specials row of ops/vredsum_special)."""
+    return add_nan_first(b, a)
+
+
+@jit
 def vec_sum_f32(x, start, n):
     """torch.sum's order on a contiguous f32 row (verified-corrections A3).
 
@@ -222,13 +243,13 @@ def vec_sum_f32(x, start, n):
     for v in range(nvec):
         a = v % 4
         for lane in range(8):
-            acc[a, lane] = acc[a, lane] + x[start + v * 8 + lane]
+            acc[a, lane] = add_nan_second(acc[a, lane], x[start + v * 8 + lane])
     total = np.float32(0.0)
     for lane in range(8):
-        s = ((acc[0, lane] + acc[1, lane]) + acc[2, lane]) + acc[3, lane]
-        total = total + s
+        s = add_nan_second(add_nan_second(add_nan_second(acc[0, lane], acc[1, lane]), acc[2, lane]), acc[3, lane])
+        total = add_nan_second(total, s)
     for i in range(nvec * 8, n):
-        total = total + x[start + i]
+        total = add_nan_second(total, x[start + i])
     return total
 
 

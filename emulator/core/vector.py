@@ -13,7 +13,7 @@ import numpy as np
 from .common import fail, note_vram_write, vram_row
 from .jit import jit
 from .numerics import (
-    bf16_row_to_f32, bf16_to_f32, exp_f32, f32_bits, f32_from_bits, f32_row_to_bf16, f32_to_bf16_reg,
+    add_nan_first, bf16_row_to_f32, bf16_to_f32, exp_f32, f32_bits, f32_from_bits, f32_row_to_bf16, f32_to_bf16_reg,
     fmax_num, quiet, vec_sum_f32,
 )
 from .state import (
@@ -163,7 +163,7 @@ def v_red_sum(masked, rd, rs1, vram, fpr, gp, ctrl, params, rows, err, pc):
         val = vec_sum_f32(tmp, 0, vlen)
     else:
         val = vec_sum_f32(a, 0, vlen)
-    fpr[rd] = f32_to_bf16_reg(np.float32(f + val))
+    fpr[rd] = f32_to_bf16_reg(add_nan_first(f, val))  # scalar Rust add: first NaN wins
     return True
 
 
@@ -184,7 +184,8 @@ def v_red_max(rd, rs1, vram, fpr, gp, params, rows, err, pc):
         x = a[i]
         if math.isnan(val):
             break
-        if math.isnan(x) or x > val:
+        # NaN propagates; on ties (+0/-0) the later lane wins, as the reference's vectorised max does
+        if math.isnan(x) or x >= val:
             val = x
     fpr[rd] = f32_to_bf16_reg(fmax_num(val, f))
     return True
