@@ -1,0 +1,213 @@
+"""`emulate`: run a PLENA program from the command line.
+
+    emulate PROG.asm|PROG.mem [--hbm F] [--fpsram F] [--intsram F] [--vram F] [--settings F]
+            [--set KEY=VALUE ...] [--hbm-model hbm2|analytic] [--hbm-size N] [--out DIR]
+            [--full-dumps] [--json] [--max-instructions N] [--max-seconds S] [--profile ...]
+
+Exit status: 0 success, 2 bad input (program, images, settings, arguments), 3 the program
+aborted (the reference would panic), 4 a run budget was exhausted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .errors import BudgetExceeded, EmulationError, InputError
+from .settings import SettingsError, load_settings
+
+EXIT_OK, EXIT_INPUT, EXIT_EMULATION, EXIT_BUDGET = 0, 2, 3, 4
+
+_SIZE_SUFFIX = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """Bytes from `123`, `64K`, `16G`, `1GiB`, `512MB` (binary multiples, like the reference's --hbm-size)."""
+    t = text.strip().upper().replace("IB", "").rstrip("B")
+    num = t.rstrip("KMGT")
+    suffix = t[len(num):]
+    if not num.isdigit() or suffix not in _SIZE_SUFFIX:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 1048576, 64K, 16G, 1GiB)")
+    return int(num) * _SIZE_SUFFIX[suffix]
+
+
+def _parse_set(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SettingsError(f"--set expects KEY=VALUE, got {item!r}")
+        value = value.strip()
+        try:
+            out[key.strip()] = int(value, 0)
+        except ValueError:
+            out[key.strip()] = value
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="emulate",
+        description="Run a PLENA program (ASM or 0x%%08X machine code) bit- and cycle-exactly like the "
+                    "reference transactional emulator; print cycles, instructions and HBM traffic; write "
+                    "the reference's memory dumps.",
+        epilog="Exit status: 0 success, 2 bad input, 3 the program aborted (where the reference panics), "
+               "4 a run budget was exhausted.")
+    p.add_argument("program", type=Path, help="program: .asm (assembled here) or .mem (one 0x%%08X word per line)")
+    g = p.add_argument_group("inputs (the reference's file formats)")
+    g.add_argument("--hbm", type=Path, help="HBM preload: raw bytes from address 0 (MXFP8 tensors)")
+    g.add_argument("--fpsram", type=Path, help="FP SRAM preload: IEEE float16 little-endian, up to 1024 entries")
+    g.add_argument("--intsram", type=Path, help="INT SRAM preload: uint32 little-endian, up to 1024 entries")
+    g.add_argument("--vram", type=Path, help="VRAM preload: bf16 little-endian, rows of VLEN lanes")
+    s = p.add_argument_group("settings")
+    s.add_argument("--settings", type=Path,
+                   help="plena_settings.toml (its [TRANSACTIONAL] table); default: the shipped settings")
+    s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one setting, e.g. --set MLEN=32 --set LATENCY.VECTOR_ADD_CYCLES.dc_lib_en=2")
+    s.add_argument("--hbm-model", choices=("hbm2", "analytic"),
+                   help="HBM timing model: hbm2 (cycle-exact, default) or analytic (quick estimate)")
+    s.add_argument("--hbm-size", type=parse_size, metavar="N",
+                   help="HBM capacity in bytes (K/M/G/T suffixes), overriding CONFIG.HBM_SIZE")
+    s.add_argument("--reference-fallback", action="store_true",
+                   help="like the reference, use its built-in defaults for the whole table when the "
+                        "settings file lacks a key (default: report the missing key)")
+    o = p.add_argument_group("outputs")
+    o.add_argument("--out", type=Path, metavar="DIR",
+                   help="write vram_dump.bin, mram_dump.bin, fpsram_dump.bin, intsram_dump.bin into DIR")
+    o.add_argument("--full-dumps", action="store_true",
+                   help="write every VRAM row and MRAM tile like the reference (its VRAM dump is 512 MiB "
+                        "with the shipped settings); default: stop after the last non-zero row/tile")
+    o.add_argument("--json", action="store_true",
+                   help="print one JSON object: cycles, instructions, hbm_bytes_read, hbm_bytes_written, "
+                        "hbm_model, wall_seconds, dumps, and error {kind, pc, opcode, line, message} on failure")
+    o.add_argument("--quiet", "-q", action="store_true", help="no progress indication on stderr")
+    b = p.add_argument_group("budgets (safety stops, not reference behaviour)")
+    b.add_argument("--max-instructions", type=int, metavar="N", help="stop after N dynamic instructions")
+    b.add_argument("--max-seconds", type=float, metavar="S", help="stop after S seconds of wall time")
+    try:
+        from profiler.cli import add_profile_args
+    except ImportError:  # the profiler package is optional for the core
+        add_profile_args = None
+    if add_profile_args is not None:
+        add_profile_args(p)
+    return p
+
+
+class _Progress:
+    """A one-line progress indication on stderr for long runs (only on a terminal)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and sys.stderr.isatty()
+        self.shown = False
+
+    def __call__(self, instructions: int, cycles: int) -> None:
+        if self.enabled:
+            sys.stderr.write(f"\r  {instructions:,} instructions, {cycles:,} cycles ...")
+            sys.stderr.flush()
+            self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r" + " " * 60 + "\r")
+            sys.stderr.flush()
+
+
+def _report_text(summary: dict, dumps: dict) -> str:
+    lines = [
+        f"cycles            {summary['cycles']:,}",
+        f"instructions      {summary['instructions']:,}",
+        f"hbm bytes read    {summary['hbm_bytes_read']:,}",
+        f"hbm bytes written {summary['hbm_bytes_written']:,}",
+        f"hbm model         {summary['hbm_model']}",
+        f"wall time         {summary['wall_seconds']:.3f} s",
+    ]
+    for name, path in dumps.items():
+        lines.append(f"wrote             {path}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .asm import load_program
+    from .images import write_dumps
+    from .runner import run
+
+    def fail_input(exc: Exception) -> int:
+        if args.json:
+            print(json.dumps({"error": {"kind": "input", "pc": None, "opcode": None, "line": getattr(exc, "line_no", None),
+                                        "message": str(exc)}}))
+        else:
+            print(f"emulate: error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+
+    try:
+        overrides = _parse_set(args.overrides)
+        if args.hbm_model:
+            overrides["hbm_model"] = args.hbm_model
+        if args.hbm_size is not None:
+            overrides["HBM_SIZE"] = args.hbm_size
+        settings = load_settings(args.settings, overrides=overrides or None,
+                                 missing="reference-defaults" if args.reference_fallback else "error")
+        program = load_program(args.program)
+    except (InputError, SettingsError) as exc:
+        return fail_input(exc)
+    if not args.json:
+        for w in program.warnings:
+            print(str(w), file=sys.stderr)
+        for w in settings.warnings:
+            print(f"warning: {w}", file=sys.stderr)
+
+    progress = _Progress(not args.quiet and not args.json)
+    seconds_labels, profile_ctx = None, None
+    if getattr(args, "stage_profile_out", None) or getattr(args, "profile", False):
+        from profiler.cli import prepare_profile
+        profile_ctx = prepare_profile(args, program)
+        seconds_labels = profile_ctx.seconds_labels
+    try:
+        result = run(program, settings=settings, hbm=args.hbm, fp_sram=args.fpsram, int_sram=args.intsram,
+                     vram=args.vram, max_instructions=args.max_instructions, max_wall_seconds=args.max_seconds,
+                     progress=progress, trace_limit=getattr(profile_ctx, "trace_limit", 0) if profile_ctx else 0,
+                     seconds_labels=seconds_labels)
+    except InputError as exc:
+        progress.close()
+        return fail_input(exc)
+    progress.close()
+
+    dumps: dict = {}
+    summary = result.summary()
+    if args.out is not None and result.error is None:
+        st = result.state
+        t0 = time.perf_counter()
+        try:
+            paths = write_dumps(args.out, vram_u16=st.vram[: st.vram_rows_used], vram_total_rows=settings.VECTOR_SRAM_SIZE,
+                                mram_f32=st.mram[: st.mram_tiles_used] if not args.full_dumps else st.mram,
+                                fpsram_bf16=st.fp_sram, intsram_u32=st.int_sram, trim=not args.full_dumps,
+                                mram_total_tiles=settings.mram_tiles if args.full_dumps else None)
+        except InputError as exc:
+            return fail_input(exc)
+        dumps = {name: str(path) for name, path in paths.items()}
+        summary["dump_seconds"] = round(time.perf_counter() - t0, 6)
+    summary["dumps"] = dumps
+
+    if profile_ctx is not None and result.error is None:
+        from profiler.cli import handle_profile
+        handle_profile(args, result, profile_ctx, json_mode=args.json)
+
+    if args.json:
+        print(json.dumps(summary))
+    elif result.error is None:
+        print(_report_text(summary, dumps))
+    if result.error is not None:
+        if not args.json:
+            print(f"emulate: {result.error}", file=sys.stderr)
+            print(f"  after {result.instructions:,} instructions, {result.cycles:,} cycles", file=sys.stderr)
+        return EXIT_BUDGET if isinstance(result.error, BudgetExceeded) else EXIT_EMULATION
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
