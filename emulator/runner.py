@@ -20,7 +20,7 @@ from .core import state as S
 from .core.hbm_store import PAGE_SIZE, SparseHbm
 from .core.loop import run_loop
 from .core.numerics import e4m3_decode_table, e8m0_decode_table
-from .decode import decode
+from .decode import decode, unknown_opcodes
 from .errors import BudgetExceeded, EmulationError, ImageError, InputError
 from .hbm.timing import new_timing_state
 from .images import load_fp_sram, load_hbm_preload, load_int_sram, load_vram_preload
@@ -248,6 +248,9 @@ def run(
     e4m3 = e4m3_decode_table()
     e8m0 = e8m0_decode_table()
 
+    warnings = list(settings.warnings)
+    warnings += [f"pc {pc}: unknown opcode 0x{op:02X} (the reference logs it while decoding; executing it aborts)"
+                 for pc, op in unknown_opcodes(program, spec)]
     error: EmulationError | None = None
     try:
         dec = decode(program, settings, spec)
@@ -311,4 +314,4 @@ def run(
         pc_hbm_written=counters[:, S.C_HBM_WRITTEN].copy(), state=state, error=error,
         wall_seconds=time.perf_counter() - t0, trace=trace_events,
         label_seconds=[label_secs[i].copy() for i in range(label_secs.shape[0])],
-        warnings=list(settings.warnings))
+        warnings=warnings)

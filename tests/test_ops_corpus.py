@@ -30,6 +30,8 @@ def test_ops_case(name):
             run_case(d)
         return
     result = run_case(d)
+    logged = sorted(w.split("unknown opcode ")[1][:4].lower() for w in result.warnings if "unknown opcode" in w)
+    assert logged == sorted(x.lower() for x in exp.get("decode_log_unknown_opcodes", []))
     if err is not None:
         assert result.error is not None, f"expected {err['kind']} at pc {err['pc']}: {err['message']}"
         assert result.error.kind == err["kind"], str(result.error)
