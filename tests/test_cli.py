@@ -1,0 +1,107 @@
+"""The `emulate` command line: outputs, dumps, JSON, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from emulator.cli import EXIT_BUDGET, EXIT_EMULATION, EXIT_INPUT, EXIT_OK, main, parse_size
+from tests.conftest import REPO, needs_corpus
+
+EXAMPLE = REPO / "examples" / "linear"
+
+
+def example_args(*extra: str) -> list[str]:
+    return [str(EXAMPLE / "program.asm"), "--hbm", str(EXAMPLE / "hbm.bin"),
+            "--fpsram", str(EXAMPLE / "fp_sram.bin"), *extra]
+
+
+def test_example_json_and_dumps(tmp_path, capsys):
+    assert main(example_args("--json", "--out", str(tmp_path / "out"), "--quiet")) == EXIT_OK
+    out = json.loads(capsys.readouterr().out)
+    assert out["cycles"] > 0 and out["instructions"] > 0
+    assert out["hbm_bytes_read"] > 0 and out["hbm_bytes_written"] == 512
+    assert out["hbm_model"] == "hbm2"
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == ["fpsram_dump.bin", "intsram_dump.bin", "mram_dump.bin", "vram_dump.bin"]
+    vram = np.frombuffer((tmp_path / "out" / "vram_dump.bin").read_bytes(), dtype="<u2").reshape(-1, 64)
+    assert vram.shape[0] == 20          # trimmed after the last non-zero row (Y in rows 16..19)
+    y = (vram[16:20].astype(np.uint32) << 16).view(np.float32)
+    np.testing.assert_allclose(y, np.load(EXAMPLE / "expected_y.npy"), rtol=0.02, atol=0.01)
+
+
+def test_example_text_report(capsys):
+    assert main(example_args("--quiet")) == EXIT_OK
+    text = capsys.readouterr().out
+    assert "cycles" in text and "instructions" in text and "hbm bytes read" in text
+
+
+def test_full_dumps_have_reference_sizes(tmp_path, capsys):
+    small = ["--set", "VECTOR_SRAM_SIZE=1024", "--set", "MATRIX_SRAM_SIZE=512"]
+    assert main(example_args("--out", str(tmp_path), "--full-dumps", "--quiet", *small)) == EXIT_OK
+    assert (tmp_path / "vram_dump.bin").stat().st_size == 1024 * 64 * 2
+    assert (tmp_path / "mram_dump.bin").stat().st_size == (512 // 64) * 64 * 64 * 2
+    assert (tmp_path / "fpsram_dump.bin").stat().st_size == 2048
+    assert (tmp_path / "intsram_dump.bin").stat().st_size == 4096
+
+
+def test_bad_input_exit_2(tmp_path, capsys):
+    bad = tmp_path / "bad.asm"
+    bad.write_text("S_ADDI_INT gp1, gp0, 1\nV_ADD_VX gp1, gp1, gp1\n")
+    assert main([str(bad), "--json"]) == EXIT_INPUT
+    err = json.loads(capsys.readouterr().out)["error"]
+    assert err["kind"] == "input" and err["line"] == 2 and "V_ADD_VV" in err["message"]
+    assert main([str(tmp_path / "missing.asm")]) == EXIT_INPUT
+    assert main([str(EXAMPLE / "program.asm"), "--set", "MLEN=32"]) == EXIT_INPUT
+    assert "MLEN (32) must equal VLEN (64)" in capsys.readouterr().err
+
+
+def test_emulation_error_exit_3_names_pc_and_line(tmp_path, capsys):
+    prog = tmp_path / "abort.asm"
+    prog.write_text("; set up\nS_ADDI_INT gp1, gp0, 32\nV_ADD_VV gp1, gp1, gp1, 0\n")
+    assert main([str(prog), "--json"]) == EXIT_EMULATION
+    err = json.loads(capsys.readouterr().out)["error"]
+    assert err == {**err, "kind": "alignment", "pc": 1, "opcode": "V_ADD_VV", "line": 3}
+    assert "not a multiple of 64" in err["message"]
+
+
+def test_budget_exit_4(tmp_path, capsys):
+    prog = tmp_path / "long.asm"
+    prog.write_text("C_LOOP_START gp1, 1000000\nS_ADDI_INT gp2, gp2, 1\nC_LOOP_END gp1\n")
+    assert main([str(prog), "--json", "--max-instructions", "5000"]) == EXIT_BUDGET
+    out = json.loads(capsys.readouterr().out)
+    assert out["error"]["kind"] == "budget" and out["instructions"] == 5000
+
+
+def test_parse_size():
+    assert parse_size("16G") == 16 << 30
+    assert parse_size("1GiB") == 1 << 30
+    assert parse_size("4096") == 4096
+    with pytest.raises(Exception):
+        parse_size("12X")
+
+
+def test_help_documents_options():
+    out = subprocess.run([sys.executable, "-m", "emulator.cli", "--help"], capture_output=True, text=True,
+                         cwd=REPO, check=True).stdout
+    for flag in ("--hbm", "--fpsram", "--intsram", "--vram", "--settings", "--out", "--json", "--full-dumps",
+                 "--hbm-model", "--max-instructions", "Exit status"):
+        assert flag in out
+
+
+@needs_corpus
+def test_corpus_case_through_cli_matches_reference_dumps(corpus, tmp_path, capsys):
+    d = corpus / "de_flashattn_decode"
+    assert main([str(d / "program.mem"), "--hbm", str(d / "hbm.bin"), "--fpsram", str(d / "fp_sram.bin"),
+                 "--settings", str(d / "settings.toml"), "--out", str(tmp_path), "--json", "--quiet"]) == EXIT_OK
+    out = json.loads(capsys.readouterr().out)
+    expected = json.loads((d / "case.json").read_text())["expected"]
+    assert out["cycles"] == expected["cycles"]
+    assert (tmp_path / "fpsram_dump.bin").read_bytes() == (d / "expected" / "fpsram_dump.bin").read_bytes()
+    assert (tmp_path / "intsram_dump.bin").read_bytes() == (d / "expected" / "intsram_dump.bin").read_bytes()
+    rows = np.load(d / "expected" / "vram_rows.npy")
+    assert (tmp_path / "vram_dump.bin").read_bytes() == rows.astype("<u2").tobytes()
