@@ -22,6 +22,8 @@ from typing import Literal
 
 import numpy as np
 
+from emulator.core.numerics import e4m3_decode_table, e8m0_decode_table
+
 from emulator.errors import ImageError, InputError
 
 MX_BLOCK = 8                 # elements sharing one E8M0 scale
@@ -207,31 +209,8 @@ def quantize_mxfp8(x, arithmetic: Arithmetic | None = None) -> tuple[np.ndarray,
 # Decoding (the emulator's DMA side, §2.2 / §2.3 and verified-corrections A6)
 # --------------------------------------------------------------------------------------------
 
-def _e4m3_table() -> np.ndarray:
-    codes = np.arange(256, dtype=np.uint32)
-    sign = codes >> 7
-    e = (codes >> 3) & 0xF
-    m = codes & 0x7
-    mag = np.where(e == 0, m.astype(np.float64) / 8 * 2.0 ** -7,
-                   (1 + m.astype(np.float64) / 8) * np.exp2(e.astype(np.float64) - E4M3_BIAS))
-    mag = np.where(e == 15, np.inf, mag)
-    bits = np.where(sign == 1, -mag, mag).astype(np.float32).view(np.uint32)
-    # e=15, m!=0: NaN with the element's mantissa as payload (signalling unless m >= 4).
-    nan_bits = (sign << 31) | 0x7F800000 | (m << 20)
-    bits = np.where((e == 15) & (m != 0), nan_bits, bits).astype(np.uint32)
-    return bits.view(np.float32)
-
-
-def _e8m0_table() -> np.ndarray:
-    codes = np.arange(256, dtype=np.float64)
-    vals = np.exp2(codes - E8M0_BIAS)
-    vals[0] = 0.0
-    vals[255] = np.inf
-    return vals.astype(np.float32)
-
-
-E4M3_TABLE = _e4m3_table()
-E8M0_TABLE = _e8m0_table()
+E4M3_TABLE = e4m3_decode_table()
+E8M0_TABLE = e8m0_decode_table()
 E4M3_TABLE.flags.writeable = False
 E8M0_TABLE.flags.writeable = False
 

@@ -183,30 +183,25 @@ def mx_quantize_row(vals, elem_out, scale_out, block):
 
 
 def e4m3_decode_table() -> np.ndarray:
-    """f32 value of every E4M3 code as the emulator decodes it (subnormal = m/8 * 2^-7, no OCP FN).
+    """f32 value of every E4M3 code as the emulator decodes it (hbm-dma-mx-formats.md §2.2).
 
-    NaN codes keep a payload: f32 bits sign | 0x7F800000 | m << 20 (verified-corrections A6).
+    Subnormals are (m/8)*2^-7 (not IEEE's 2^-6), there is no OCP "FN" handling (0x78 = +inf),
+    and NaN codes keep a payload: f32 bits sign | 0x7F800000 | m << 20 (verified-corrections A6).
     """
-    out = np.zeros(256, dtype=np.uint32)
-    for b in range(256):
-        s, e, m = b >> 7, (b >> 3) & 15, b & 7
-        if e == 15:
-            bits = (s << 31) | 0x7F800000 | (m << 20)
-        else:
-            v = (m / 8.0) * 2.0 ** -7 if e == 0 else (1 + m / 8.0) * 2.0 ** (e - 7)
-            bits = int(np.array([-v if s else v], dtype=np.float32).view(np.uint32)[0])
-        out[b] = bits
-    return out.view(np.float32)
+    codes = np.arange(256, dtype=np.uint32)
+    sign, e, m = codes >> 7, (codes >> 3) & 0xF, codes & 0x7
+    mag = np.where(e == 0, m / 8.0 * 2.0 ** -7, (1 + m / 8.0) * np.exp2(e.astype(np.float64) - 7))
+    mag = np.where(e == 15, np.inf, mag)
+    bits = np.where(sign == 1, -mag, mag).astype(np.float32).view(np.uint32)
+    nan_bits = (sign << 31) | 0x7F800000 | (m << 20)
+    return np.where((e == 15) & (m != 0), nan_bits, bits).astype(np.uint32).view(np.float32)
 
 
 def e8m0_decode_table() -> np.ndarray:
-    """f32 value of every E8M0 scale byte: 0 -> 0.0, 255 -> +inf, else 2^(b-127)."""
-    out = np.empty(256, dtype=np.float32)
-    out[0] = 0.0
-    out[255] = np.inf
-    for b in range(1, 255):
-        out[b] = np.float32(math.ldexp(1.0, b - 127))
-    return out
+    """f32 value of every E8M0 scale byte: 0 -> 0.0 (not 2^-127), 255 -> +inf, else 2^(b-127)."""
+    vals = np.exp2(np.arange(256, dtype=np.float64) - 127)
+    vals[0], vals[255] = 0.0, np.inf
+    return vals.astype(np.float32)
 
 
 @jit
