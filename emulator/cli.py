@@ -19,6 +19,11 @@ from pathlib import Path
 from .errors import BudgetExceeded, EmulationError, InputError
 from .settings import SettingsError, load_settings
 
+try:  # the profiler's flags live in one place (profiler/cli.py); the core runs without it
+    import profiler.cli as _profiler
+except ImportError:  # pragma: no cover
+    _profiler = None
+
 EXIT_OK, EXIT_INPUT, EXIT_EMULATION, EXIT_BUDGET = 0, 2, 3, 4
 
 _SIZE_SUFFIX = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -87,12 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     b = p.add_argument_group("budgets (safety stops, not reference behaviour)")
     b.add_argument("--max-instructions", type=int, metavar="N", help="stop after N dynamic instructions")
     b.add_argument("--max-seconds", type=float, metavar="S", help="stop after S seconds of wall time")
-    try:
-        from profiler.cli import add_profile_args
-    except ImportError:  # the profiler package is optional for the core
-        add_profile_args = None
-    if add_profile_args is not None:
-        add_profile_args(p)
+    if _profiler is not None:
+        _profiler.add_profile_args(p)
     return p
 
 
@@ -162,17 +163,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"warning: {w}", file=sys.stderr)
 
     progress = _Progress(not args.quiet and not args.json)
-    seconds_labels, profile_ctx = None, None
-    if getattr(args, "stage_profile_out", None) or getattr(args, "profile", False):
-        from profiler.cli import prepare_profile
-        profile_ctx = prepare_profile(args, program)
-        seconds_labels = profile_ctx.seconds_labels
+    profiling = _profiler is not None and _profiler.profiling_requested(args)
     try:
+        extra = _profiler.profile_run_kwargs(args, program) if profiling else {}
         result = run(program, settings=settings, hbm=args.hbm, fp_sram=args.fpsram, int_sram=args.intsram,
                      vram=args.vram, max_instructions=args.max_instructions, max_wall_seconds=args.max_seconds,
-                     progress=progress, trace_limit=getattr(profile_ctx, "trace_limit", 0) if profile_ctx else 0,
-                     seconds_labels=seconds_labels)
-    except InputError as exc:
+                     progress=progress, **extra)
+    except (InputError, OSError) as exc:
         progress.close()
         return fail_input(exc)
     progress.close()
@@ -193,9 +190,12 @@ def main(argv: list[str] | None = None) -> int:
         summary["dump_seconds"] = round(time.perf_counter() - t0, 6)
     summary["dumps"] = dumps
 
-    if profile_ctx is not None and result.error is None:
-        from profiler.cli import handle_profile
-        handle_profile(args, result, profile_ctx, json_mode=args.json)
+    if profiling and result.error is None:
+        try:
+            # With --json the table goes to stderr so stdout stays one JSON object.
+            _profiler.handle_profile(args, result, out=sys.stderr if args.json else sys.stdout)
+        except (InputError, OSError) as exc:
+            return fail_input(exc)
 
     if args.json:
         print(json.dumps(summary))

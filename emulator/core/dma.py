@@ -15,7 +15,7 @@ from .hbm_store import missing_pages, read_bytes, write_bytes
 from .jit import jit
 from .numerics import bf16_row_to_f32, f32_row_to_bf16, mx_quantize_row
 from .state import (
-    E_HBM_WRITE_RANGE, E_VRAM_RANGE, E_PREFETCH_ALIGN, E_PREFETCH_TILE_RANGE, HBM_PAGES_USED, HBM_READ, HBM_WRITTEN,
+    E_HBM_WRITE_RANGE, E_MRAM_RANGE, E_VRAM_RANGE, E_PREFETCH_ALIGN, E_PREFETCH_TILE_RANGE, HBM_PAGES_USED, HBM_READ, HBM_WRITTEN,
     MRAM_TILES_USED, NOW, P_HBM_CAPACITY, P_MLEN, P_MRAM_TILES, P_MX_BLOCK, P_PREFETCH_M_ROWS,
     P_PREFETCH_V_ROWS, P_VLEN, P_VRAM_DEPTH, P_WRITEBACK_ROWS, SCALE, STRIDE, VRAM_ROWS_USED,
 )
@@ -64,7 +64,7 @@ def h_prefetch(is_matrix, rd, rs1, rs2, rs3, gp, areg, ctrl, params, vram, mram,
     first_slot = dst // align
     depth = params[P_MRAM_TILES] if is_matrix else params[P_VRAM_DEPTH]
     if first_slot >= depth:  # the destination itself is bounds-checked; later rows are not
-        fail(err, E_VRAM_RANGE, pc, dst, first_slot, depth)
+        fail(err, E_MRAM_RANGE if is_matrix else E_VRAM_RANGE, pc, dst, first_slot, depth)
         return -1
     if is_matrix:
         last_tile = first_slot + (nrows - 1) // mlen
