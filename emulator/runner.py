@@ -115,7 +115,7 @@ def _mnemonic(word: int) -> str:
     return op.mnemonic if op is not None and op.decodable else "INVALID"
 
 
-def _error_from_core(err: np.ndarray, program: Program, settings: Settings, cycles: int) -> EmulationError:
+def error_from_core(err: np.ndarray, program: Program, settings: Settings, cycles: int) -> EmulationError:
     code, pc = int(err[0]), int(err[1])
     word = int(program.words[pc]) if 0 <= pc < len(program) else None
     return EmulationError(
@@ -158,6 +158,29 @@ def _place_tensors(hbm: SparseHbm, tensors: Mapping[str, tuple[np.ndarray, int]]
 
 
 # ------------------------------------------------------------------------------------ run
+
+def hardware_params(settings: Settings) -> np.ndarray:
+    """The core's `params` array (emulator/core/state.py layout) for these settings."""
+    params = np.zeros(S.PARAMS_SIZE, dtype=np.int64)
+    params[S.P_MLEN], params[S.P_VLEN] = settings.MLEN, settings.VLEN
+    params[S.P_BLEN], params[S.P_HLEN] = settings.BLEN, settings.HLEN
+    params[S.P_BROADCAST] = settings.BROADCAST_AMOUNT
+    params[S.P_MAX_LOOP] = settings.MAX_LOOP_INSTRUCTIONS
+    params[S.P_PREFETCH_M_ROWS] = settings.prefetch_m_rows
+    params[S.P_PREFETCH_V_ROWS] = settings.HBM_V_Prefetch_Amount
+    params[S.P_WRITEBACK_ROWS] = settings.HBM_V_Writeback_Amount
+    params[S.P_VRAM_DEPTH] = settings.VECTOR_SRAM_SIZE
+    params[S.P_MRAM_TILES] = settings.mram_tiles
+    params[S.P_HBM_CAPACITY] = settings.HBM_SIZE
+    params[S.P_MX_BLOCK] = settings.precision["HBM_V_ACT_TYPE"].block
+    return params
+
+
+def dma_block_capacity(settings: Settings) -> int:
+    """Size of the block-address scratch array one DMA instruction can fill."""
+    rows = max(settings.prefetch_m_rows, settings.HBM_V_Prefetch_Amount, settings.HBM_V_Writeback_Amount)
+    return rows * (max(settings.MLEN, settings.VLEN) // 64 + 3) + 1
+
 
 def run(
     program: Program | str | os.PathLike,
@@ -212,24 +235,13 @@ def run(
     fpr = np.zeros(16, dtype=np.uint16)
     areg = np.zeros(16, dtype=np.int64)
     loops = np.zeros((S.LOOP_STACK_CAP, S.LOOP_SIZE), dtype=np.int64)
-    params = np.zeros(S.PARAMS_SIZE, dtype=np.int64)
-    params[S.P_MLEN], params[S.P_VLEN], params[S.P_BLEN], params[S.P_HLEN] = m, v, b, settings.HLEN
-    params[S.P_BROADCAST] = a
-    params[S.P_MAX_LOOP] = settings.MAX_LOOP_INSTRUCTIONS
-    params[S.P_PREFETCH_M_ROWS] = settings.prefetch_m_rows
-    params[S.P_PREFETCH_V_ROWS] = settings.HBM_V_Prefetch_Amount
-    params[S.P_WRITEBACK_ROWS] = settings.HBM_V_Writeback_Amount
-    params[S.P_VRAM_DEPTH] = settings.VECTOR_SRAM_SIZE
-    params[S.P_MRAM_TILES] = settings.mram_tiles
-    params[S.P_HBM_CAPACITY] = settings.HBM_SIZE
-    params[S.P_MX_BLOCK] = settings.precision["HBM_V_ACT_TYPE"].block
+    params = hardware_params(settings)
     macc = np.zeros((b, b), dtype=np.float32)
     vacc = np.zeros(b, dtype=np.float32)
     hmacc = np.zeros((a, m, m), dtype=np.float32)
     hvacc = np.zeros((a, m), dtype=np.float32)
     rows = np.zeros((max(m, 3), max(m, v)), dtype=np.float32)
-    max_rows = max(settings.prefetch_m_rows, settings.HBM_V_Prefetch_Amount, settings.HBM_V_Writeback_Amount)
-    blk = np.zeros(max_rows * (max(m, v) // 64 + 3) + 1, dtype=np.int64)
+    blk = np.zeros(dma_block_capacity(settings), dtype=np.int64)
     seen = np.zeros(settings.HBM_V_Writeback_Amount * 4 + 4, dtype=np.int64)
     vals = np.zeros(max(m, v), dtype=np.float32)
     ebuf = np.zeros(max(m, v), dtype=np.uint8)
@@ -272,7 +284,7 @@ def run(
         if status == S.ST_DONE:
             break
         if status == S.ST_ERROR:
-            error = _error_from_core(err, program, settings, int(ctrl[S.NOW]))
+            error = error_from_core(err, program, settings, int(ctrl[S.NOW]))
             break
         if status == S.ST_NEED_PAGES:
             store.ensure_free(int(err[2]))

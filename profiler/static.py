@@ -30,15 +30,17 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from emulator.core.dma import ADDR_MASK, BLOCK, _region, _row_addresses
+from emulator.core.common import fail
+from emulator.core.dma import BLOCK, h_prefetch, h_store
 from emulator.core.jit import jit
 from emulator.core.state import (
-    CTRL_SIZE, E_BREAK_EMPTY, E_FPSRAM_RANGE, E_HBM_WRITE_RANGE, E_INTSRAM_RANGE, E_INVALID_OPCODE,
-    E_LOOP_NO_MATCH, E_LOOP_STACK, E_LOOP_ZERO, E_MAX_LOOP, E_PREFETCH_ALIGN, E_PREFETCH_TILE_RANGE,
-    E_TOPK_POLICY, E_VRAM_ALIGN, E_VRAM_RANGE, LOOP_STACK_CAP, SCALE, STRIDE,
+    CTRL_SIZE, E_BREAK_EMPTY, E_FPSRAM_RANGE, E_INTSRAM_RANGE, E_INVALID_OPCODE, E_LOOP_NO_MATCH,
+    E_LOOP_STACK, E_LOOP_ZERO, E_MAX_LOOP, E_TOPK_POLICY, HBM_READ, HBM_WRITTEN, LOOP_STACK_CAP, NOW,
+    P_HBM_CAPACITY, P_MAX_LOOP, SCALE, STRIDE,
 )
 from emulator.errors import InputError
-from emulator.hbm.timing import new_timing_state, read_batch, write_block
+from emulator.hbm.timing import new_timing_state
+from emulator.runner import error_from_core, dma_block_capacity, hardware_params
 from emulator.images import INT_SRAM_ENTRIES, FP_SRAM_ENTRIES, load_int_sram
 from emulator.program import Program
 from emulator.settings import Settings, load_settings
@@ -74,124 +76,16 @@ S_PC, S_NOW, S_INSTR, S_SP, S_FLAGS, S_DMA_COUNT = range(6)
 # Flags.
 FLAG_DATA_LOOP = 1      # a loop decision or INT SRAM address depended on data the estimator lacks
 FLAG_DATA_DMA = 2       # a DMA address depended on such data
-# p[] slots (hardware parameters).
-(P_MLEN, P_VLEN, P_MAX_LOOP, P_PM_ROWS, P_PV_ROWS, P_WB_ROWS, P_VRAM_DEPTH, P_MRAM_TILES, P_CAPACITY,
- P_FPSRAM) = range(10)
 # Loop stack columns.
 L_START, L_REG, L_ICOUNT, L_CURRENT = range(4)
 # Status.
 ST_DONE, ST_CHUNK, ST_ERROR, ST_BUDGET = range(4)
 
-ERROR_TEXT = {
-    E_INVALID_OPCODE: ("invalid_opcode", "invalid opcode"),
-    E_LOOP_ZERO: ("loop", "C_LOOP_START with an iteration count of 0"),
-    E_LOOP_NO_MATCH: ("loop", "C_LOOP_END: no matching C_LOOP_START for register gp{a}"),
-    E_LOOP_STACK: ("loop", "loop stack deeper than {a} entries"),
-    E_BREAK_EMPTY: ("loop", "C_BREAK with no active loop"),
-    E_MAX_LOOP: ("max_loop", "loop at pc {a} exceeded MAX_LOOP_INSTRUCTIONS (iteration {b}, {c} instructions)"),
-    E_INTSRAM_RANGE: ("out_of_range", "INT SRAM index {a} >= 1024"),
-    E_FPSRAM_RANGE: ("out_of_range", "FP SRAM index {a} >= 1024"),
-    E_TOPK_POLICY: ("topk_policy", "unsupported V_TOPK policy {a}"),
-    E_PREFETCH_ALIGN: ("alignment", "prefetch destination {a} is not a multiple of {b}"),
-    E_PREFETCH_TILE_RANGE: ("out_of_range", "prefetch needs MRAM tile {a}, there are {b}"),
-    E_VRAM_ALIGN: ("alignment", "VRAM address {a} is not a multiple of VLEN {b}"),
-    E_VRAM_RANGE: ("out_of_range", "VRAM row {b} of address {a} is beyond the depth {c}"),
-    E_HBM_WRITE_RANGE: ("out_of_range", "HBM write of block {a} beyond the capacity {b}"),
-}
-
-
-@jit
-def _fail(err, kind, pc, a=0, b=0, c=0):
-    err[0] = kind
-    err[1] = pc
-    err[2] = a
-    err[3] = b
-    err[4] = c
-
-
-@jit
-def _vram_row_ok(addr, vlen, depth, err, pc):
-    if addr % vlen != 0:
-        _fail(err, E_VRAM_ALIGN, pc, addr, vlen)
-        return False
-    if addr // vlen >= depth:
-        _fail(err, E_VRAM_RANGE, pc, addr, addr // vlen, depth)
-        return False
-    return True
-
-
-@jit
-def _prefetch(is_matrix, rd, rs1, rs2, rs3, gp, areg, ctrl, p, ts, blk, now, err, pc):
-    """Block reads of one H_PREFETCH_*; returns (end cycle or -1, blocks read)."""
-    mlen = p[P_MLEN]
-    vlen = p[P_VLEN]
-    dim = mlen if is_matrix else vlen
-    nrows = p[P_PM_ROWS] if is_matrix else p[P_PV_ROWS]
-    dst = gp[rd]
-    align = mlen * mlen if is_matrix else vlen
-    if dst % align != 0:
-        _fail(err, E_PREFETCH_ALIGN, pc, dst, align)
-        return -1, 0
-    if is_matrix:
-        last_tile = dst // align + (nrows - 1) // mlen
-        if last_tile >= p[P_MRAM_TILES]:
-            _fail(err, E_PREFETCH_TILE_RANGE, pc, last_tile, p[P_MRAM_TILES])
-            return -1, 0
-    index, scale_index, stride_used, stride_scale = _region(gp, areg, ctrl, rs1, rs2, rs3, dim, MX_BLOCK)
-    nblk = 0
-    for k in range(nrows):
-        ea, sa = _row_addresses(k, index, scale_index, stride_used, stride_scale)
-        b = ea & -BLOCK
-        while b < ea + dim:
-            blk[nblk] = b & ADDR_MASK
-            nblk += 1
-            b += BLOCK
-        blk[nblk] = (sa & -BLOCK) & ADDR_MASK
-        nblk += 1
-    return read_batch(ts, now, blk, nblk), nblk
-
-
-@jit
-def _rmw_blocks(addr, n, t, ts, one, capacity, counts, err, pc):
-    """Read-modify-write timing of the blocks [addr, addr+n) touches; counts[0/1] += blocks."""
-    b = addr & -BLOCK
-    while b < addr + n:
-        one[0] = b & ADDR_MASK
-        t = read_batch(ts, t, one, 1)
-        counts[0] += 1
-        if b < 0 or b + BLOCK > capacity:
-            _fail(err, E_HBM_WRITE_RANGE, pc, b, capacity)
-            return -1
-        t = write_block(ts, t, b & ADDR_MASK)
-        counts[1] += 1
-        b += BLOCK
-    return t
-
-
-@jit
-def _store(rd, rs1, rs2, rs3, gp, areg, ctrl, p, ts, one, counts, now, err, pc):
-    vlen = p[P_VLEN]
-    src = gp[rd]
-    if not _vram_row_ok(src, vlen, p[P_VRAM_DEPTH], err, pc):
-        return -1
-    index, scale_index, stride_used, stride_scale = _region(gp, areg, ctrl, rs1, rs2, rs3, vlen, MX_BLOCK)
-    t = now
-    for k in range(p[P_WB_ROWS]):
-        if not _vram_row_ok(src + k * vlen, vlen, p[P_VRAM_DEPTH], err, pc):
-            return -1
-        ea, sa = _row_addresses(k, index, scale_index, stride_used, stride_scale)
-        t = _rmw_blocks(ea, vlen, t, ts, one, p[P_CAPACITY], counts, err, pc)
-        if t < 0:
-            return -1
-        t = _rmw_blocks(sa, vlen // MX_BLOCK, t, ts, one, p[P_CAPACITY], counts, err, pc)
-        if t < 0:
-            return -1
-    return t
 
 
 @jit
 def _estimate(dec, counters, gp, gp_data, areg, areg_data, ctrl, ctrl_data, intsram, int_data, loops,
-              p, ts, blk, one, counts, st, err, stop_after, budget):
+              p, ts, blk, one, dummies, st, err, stop_after, budget):
     """Run the control-flow interpreter from st[S_PC] until the end, an abort, `stop_after`
     dynamic instructions (ST_CHUNK) or the instruction budget (ST_BUDGET).
 
@@ -215,7 +109,7 @@ def _estimate(dec, counters, gp, gp_data, areg, areg_data, ctrl, ctrl_data, ints
             loops[e, L_ICOUNT] += 1
             if loops[e, L_ICOUNT] > max_loop and not over:
                 over = True
-                _fail(err, E_MAX_LOOP, pc, loops[e, L_START], loops[e, L_CURRENT], loops[e, L_ICOUNT])
+                fail(err, E_MAX_LOOP, pc, loops[e, L_START], loops[e, L_CURRENT], loops[e, L_ICOUNT])
         if over:
             status = ST_ERROR
             break
@@ -251,7 +145,7 @@ def _estimate(dec, counters, gp, gp_data, areg, areg_data, ctrl, ctrl_data, ints
             if gp_data[rs1]:
                 st[S_FLAGS] |= FLAG_DATA_LOOP
             if addr >= intsram.shape[0]:
-                _fail(err, E_INTSRAM_RANGE, pc, addr)
+                fail(err, E_INTSRAM_RANGE, pc, addr)
                 ok = False
             elif action == A_LD_INT:
                 gp[rd] = intsram[addr]
@@ -262,10 +156,10 @@ def _estimate(dec, counters, gp, gp_data, areg, areg_data, ctrl, ctrl_data, ints
         elif action == A_LOOP_START:
             count = dec[pc, F_IMM22]
             if count == 0:
-                _fail(err, E_LOOP_ZERO, pc)
+                fail(err, E_LOOP_ZERO, pc)
                 ok = False
             elif sp >= loops.shape[0]:
-                _fail(err, E_LOOP_STACK, pc, loops.shape[0])
+                fail(err, E_LOOP_STACK, pc, loops.shape[0])
                 ok = False
             else:
                 gp[rd] = count
@@ -280,7 +174,7 @@ def _estimate(dec, counters, gp, gp_data, areg, areg_data, ctrl, ctrl_data, ints
             while e >= 0 and loops[e, L_REG] != rd:
                 e -= 1
             if e < 0:
-                _fail(err, E_LOOP_NO_MATCH, pc, rd)
+                fail(err, E_LOOP_NO_MATCH, pc, rd)
                 ok = False
             else:
                 if gp_data[rd]:
@@ -299,7 +193,7 @@ def _estimate(dec, counters, gp, gp_data, areg, areg_data, ctrl, ctrl_data, ints
                     st[S_SP] = sp - 1
         elif action == A_BREAK:
             if sp == 0:
-                _fail(err, E_BREAK_EMPTY, pc)
+                fail(err, E_BREAK_EMPTY, pc)
                 ok = False
             else:
                 st[S_SP] = sp - 1
@@ -320,15 +214,19 @@ def _estimate(dec, counters, gp, gp_data, areg, areg_data, ctrl, ctrl_data, ints
                 st[S_FLAGS] |= FLAG_DATA_DMA
             st[S_DMA_COUNT] += 1
             rs3 = dec[pc, F_RS3]
+            # The executor's own DMA kernels, in timing-only mode: same checks, blocks and timing.
+            vram, mram, pt, pool, e4m3, e8m0, vals, ebuf, sbuf = dummies
+            read0 = ctrl[HBM_READ]
+            written0 = ctrl[HBM_WRITTEN]
+            ctrl[NOW] = now
             if action == A_STORE_V:
-                counts[0] = 0
-                counts[1] = 0
-                end = _store(rd, rs1, rs2, rs3, gp, areg, ctrl, p, ts, one, counts, now, err, pc)
-                blocks_read = counts[0]
-                blocks_written = counts[1]
+                end = h_store(rd, rs1, rs2, rs3, gp, areg, ctrl, p, vram, pt, pool, ts, one, vals, ebuf, sbuf,
+                              err, pc, False)
             else:
-                end, blocks_read = _prefetch(action == A_PREFETCH_M, rd, rs1, rs2, rs3, gp, areg, ctrl, p,
-                                             ts, blk, now, err, pc)
+                end = h_prefetch(action == A_PREFETCH_M, rd, rs1, rs2, rs3, gp, areg, ctrl, p, vram, mram, pt,
+                                 pool, ts, blk, e4m3, e8m0, vals, ebuf, sbuf, err, pc, False)
+            blocks_read = (ctrl[HBM_READ] - read0) // BLOCK
+            blocks_written = (ctrl[HBM_WRITTEN] - written0) // BLOCK
             if end < 0:
                 ok = False
             else:
@@ -336,7 +234,7 @@ def _estimate(dec, counters, gp, gp_data, areg, areg_data, ctrl, ctrl_data, ints
         elif action == A_TOPK:
             policy = dec[pc, F_RS3]
             if policy > 1:
-                _fail(err, E_TOPK_POLICY, pc, policy)
+                fail(err, E_TOPK_POLICY, pc, policy)
                 ok = False
             else:
                 k = 4 if policy == 0 else 8
@@ -344,16 +242,16 @@ def _estimate(dec, counters, gp, gp_data, areg, areg_data, ctrl, ctrl_data, ints
                 fp_base = gp[rd]
                 for i in range(k):
                     if int_base + i >= intsram.shape[0]:
-                        _fail(err, E_INTSRAM_RANGE, pc, int_base + i)
+                        fail(err, E_INTSRAM_RANGE, pc, int_base + i)
                         ok = False
                         break
-                    if fp_base + i >= p[P_FPSRAM]:
-                        _fail(err, E_FPSRAM_RANGE, pc, fp_base + i)
+                    if fp_base + i >= FP_SRAM_ENTRIES:
+                        fail(err, E_FPSRAM_RANGE, pc, fp_base + i)
                         ok = False
                         break
                     int_data[int_base + i] = True  # expert indices: data the estimator lacks
         else:
-            _fail(err, E_INVALID_OPCODE, pc)
+            fail(err, E_INVALID_OPCODE, pc)
             ok = False
         if not ok:
             status = ST_ERROR
@@ -456,28 +354,25 @@ def estimate(program: Program, settings: Settings | None = None, *, int_sram=Non
         intsram = load_int_sram(int_sram).astype(np.int64)
     int_data = np.zeros(INT_SRAM_ENTRIES, dtype=np.bool_)
     loops = np.zeros((LOOP_STACK_CAP, 4), dtype=np.int64)
-    p = np.zeros(16, dtype=np.int64)
-    p[P_MLEN], p[P_VLEN] = settings.MLEN, settings.VLEN
-    p[P_MAX_LOOP] = settings.MAX_LOOP_INSTRUCTIONS
-    p[P_PM_ROWS], p[P_PV_ROWS] = settings.prefetch_m_rows, settings.HBM_V_Prefetch_Amount
-    p[P_WB_ROWS] = settings.HBM_V_Writeback_Amount
-    p[P_VRAM_DEPTH], p[P_MRAM_TILES] = settings.VECTOR_SRAM_SIZE, settings.mram_tiles
-    p[P_CAPACITY] = settings.HBM_SIZE if hbm_size is None else int(hbm_size)
-    p[P_FPSRAM] = FP_SRAM_ENTRIES
+    p = hardware_params(settings)
+    if hbm_size is not None:
+        p[P_HBM_CAPACITY] = int(hbm_size)
     ts = new_timing_state(model)
-    # Per row: the element blocks of an unaligned row (at most dim/64 + 2) and one scale block.
-    rows = max(settings.prefetch_m_rows * (settings.MLEN // BLOCK + 3),
-               settings.HBM_V_Prefetch_Amount * (settings.VLEN // BLOCK + 3))
-    blk = np.zeros(rows + 1, dtype=np.int64)
+    blk = np.zeros(dma_block_capacity(settings), dtype=np.int64)
     one = np.zeros(1, dtype=np.int64)
-    counts = np.zeros(2, dtype=np.int64)
+    # Data arrays the DMA kernels take but do not touch in timing-only mode.
+    width = max(settings.MLEN, settings.VLEN)
+    dummies = (np.zeros((1, settings.VLEN), np.uint16), np.zeros((1, settings.MLEN ** 2), np.float32),
+               np.full(1, -1, np.int64), np.zeros((1, 1), np.uint8), np.zeros(256, np.float32),
+               np.zeros(256, np.float32), np.zeros(width, np.float32), np.zeros(width, np.uint8),
+               np.zeros(width // 8 + 1, np.uint8))
     st = np.zeros(8, dtype=np.int64)
     err = np.zeros(8, dtype=np.int64)
     budget = -1 if max_instructions is None else int(max_instructions)
     notes: list[str] = []
     while True:
         status = _estimate(dec, counters, gp, gp_data, areg, areg_data, ctrl, ctrl_data, intsram, int_data,
-                           loops, p, ts, blk, one, counts, st, err, st[S_INSTR] + DEFAULT_CHUNK, budget)
+                           loops, p, ts, blk, one, dummies, st, err, st[S_INSTR] + DEFAULT_CHUNK, budget)
         if status != ST_CHUNK:
             break
         if progress is not None:
@@ -489,13 +384,9 @@ def estimate(program: Program, settings: Settings | None = None, *, int_sram=Non
     if status == ST_BUDGET:
         notes.append(f"stopped at the instruction budget ({budget:,} instructions): the program continues")
     elif status == ST_ERROR:
-        kind, template = ERROR_TEXT.get(int(err[0]), ("error", "abort code {a}"))
-        pc = int(err[1])
-        message = template.format(a=int(err[2]), b=int(err[3]), c=int(err[4]))
-        op = load_isa().by_opcode.get(load_isa().fields["opcode"].extract(int(program.words[pc])))
-        src = program.source_ref(pc)
-        error = {"kind": kind, "pc": pc, "opcode": op.mnemonic if op else None,
-                 "line": src.line_no if src else None, "source": src.text if src else None, "message": message}
+        exc = error_from_core(err, program, settings, int(st[S_NOW]))
+        error = exc.to_dict()
+        pc, message = exc.pc, exc.reason
         notes.append(f"the run would abort at pc {pc}: {message}; numbers cover the instructions before it")
     flags = int(st[S_FLAGS])
     dma_count = int(st[S_DMA_COUNT])

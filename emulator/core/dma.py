@@ -48,8 +48,12 @@ def _region(gp, areg, ctrl, rs1, rs2, rs3, dim, mx_block):
 
 @jit
 def h_prefetch(is_matrix, rd, rs1, rs2, rs3, gp, areg, ctrl, params, vram, mram, pt, pool, ts,
-               blk, e4m3, e8m0, vals, ebuf, sbuf, err, pc):
-    """Returns the instruction's end cycle, or -1 after recording an abort."""
+               blk, e4m3, e8m0, vals, ebuf, sbuf, err, pc, move_data):
+    """Returns the instruction's end cycle, or -1 after recording an abort.
+
+    With move_data False only the checks, the byte counters and the timing happen (the static
+    estimator's use: same blocks, same HBM model calls, no data).
+    """
     mlen = params[P_MLEN]
     vlen = params[P_VLEN]
     mx_block = params[P_MX_BLOCK]
@@ -84,6 +88,8 @@ def h_prefetch(is_matrix, rd, rs1, rs2, rs3, gp, areg, ctrl, params, vram, mram,
         sblock = sa & -BLOCK
         blk[nblk] = sblock & ADDR_MASK
         nblk += 1
+        if not move_data:
+            continue
         read_bytes(pt, pool, capacity, ea, ebuf, dim)
         # Only the 64-byte block holding the first scale byte is fetched: a scale slice that
         # straddles a block boundary leaves its tail at 0 (scale 0.0), as in the reference.
@@ -123,7 +129,7 @@ def store_pages_needed(rd, rs1, rs2, rs3, gp, areg, ctrl, params, pt, seen):
 
 
 @jit
-def _rmw(addr, data, n, now, pt, pool, ctrl, params, ts, one, err, pc):
+def _rmw(addr, data, n, now, pt, pool, ctrl, params, ts, one, err, pc, move_data):
     """Read-modify-write of every 64-byte block [addr, addr+n) touches: read (awaited), then post
     the write.  Returns the cycle after the last write was accepted, or -1 on an abort."""
     capacity = params[P_HBM_CAPACITY]
@@ -138,7 +144,8 @@ def _rmw(addr, data, n, now, pt, pool, ctrl, params, ts, one, err, pc):
         if b < 0 or b + BLOCK > capacity:
             fail(err, E_HBM_WRITE_RANGE, pc, b, capacity)
             return -1
-        ctrl[HBM_PAGES_USED] = write_bytes(pt, pool, ctrl[HBM_PAGES_USED], lo, data[lo - addr:], hi - lo)
+        if move_data:
+            ctrl[HBM_PAGES_USED] = write_bytes(pt, pool, ctrl[HBM_PAGES_USED], lo, data[lo - addr:], hi - lo)
         t = write_block(ts, t, b & ADDR_MASK)
         ctrl[HBM_WRITTEN] += BLOCK
         b += BLOCK
@@ -147,8 +154,11 @@ def _rmw(addr, data, n, now, pt, pool, ctrl, params, ts, one, err, pc):
 
 @jit
 def h_store(rd, rs1, rs2, rs3, gp, areg, ctrl, params, vram, pt, pool, ts, one,
-            vals, ebuf, sbuf, err, pc):
-    """H_STORE_V: quantise VRAM rows to MXFP8 and write them row by row (strictly sequential)."""
+            vals, ebuf, sbuf, err, pc, move_data):
+    """H_STORE_V: quantise VRAM rows to MXFP8 and write them row by row (strictly sequential).
+
+    Returns the end cycle or -1; move_data False: checks, counters and timing only.
+    """
     vlen = params[P_VLEN]
     mx_block = params[P_MX_BLOCK]
     src = gp[rd]
@@ -162,13 +172,14 @@ def h_store(rd, rs1, rs2, rs3, gp, areg, ctrl, params, vram, pt, pool, ts, one,
         row = vram_row(src + k * vlen, vlen, params[P_VRAM_DEPTH], err, pc)
         if row < 0:
             return -1
-        bf16_row_to_f32(vram[row], vals[:vlen])
-        mx_quantize_row(vals[:vlen], ebuf, sbuf, mx_block)
+        if move_data:
+            bf16_row_to_f32(vram[row], vals[:vlen])
+            mx_quantize_row(vals[:vlen], ebuf, sbuf, mx_block)
         ea, sa = _row_addresses(k, index, scale_index, stride_used, stride_scale)
-        t = _rmw(ea, ebuf, vlen, t, pt, pool, ctrl, params, ts, one, err, pc)
+        t = _rmw(ea, ebuf, vlen, t, pt, pool, ctrl, params, ts, one, err, pc, move_data)
         if t < 0:
             return -1
-        t = _rmw(sa, sbuf, nscale, t, pt, pool, ctrl, params, ts, one, err, pc)
+        t = _rmw(sa, sbuf, nscale, t, pt, pool, ctrl, params, ts, one, err, pc, move_data)
         if t < 0:
             return -1
     return t

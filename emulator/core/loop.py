@@ -195,7 +195,7 @@ def run_loop(dec, counters, gp, fpr, areg, ctrl, loops, params, vram, mram, fpsr
             ctrl[V_MASK] = gp[rd]
         elif h == H_H_PREFETCH_V or h == H_H_PREFETCH_M:
             end = h_prefetch(h == H_H_PREFETCH_M, rd, rs1, rs2, rs3, gp, areg, ctrl, params, vram, mram,
-                             pt, pool, ts, blk, e4m3, e8m0, vals, ebuf, sbuf, err, pc)
+                             pt, pool, ts, blk, e4m3, e8m0, vals, ebuf, sbuf, err, pc, True)
             ok = end >= 0
             cost = end - now
         elif h == H_H_STORE_V:
@@ -207,7 +207,7 @@ def run_loop(dec, counters, gp, fpr, areg, ctrl, loops, params, vram, mram, fpsr
                 status = ST_NEED_PAGES
                 break
             end = h_store(rd, rs1, rs2, rs3, gp, areg, ctrl, params, vram, pt, pool, ts, one,
-                          vals, ebuf, sbuf, err, pc)
+                          vals, ebuf, sbuf, err, pc, True)
             ok = end >= 0
             cost = end - now
         elif h == H_M_MM or h == H_M_TMM:
