@@ -94,40 +94,53 @@ def m_mv(transposed, m_addr, v_addr, vram, mram, vacc, params, scratch, err, pc)
 
 
 @jit
-def _broadcast_checks(params, err, pc):
-    if params[P_BROADCAST] * params[P_HLEN] != params[P_MLEN]:
-        return fail(err, E_BROADCAST_ASSERT, pc, params[P_BROADCAST], params[P_HLEN], params[P_MLEN])
-    return True
+def _broadcast_head(m_addr, split, params, err, pc):
+    """Tile and head offset of a broadcast op's matrix address, or (-1, 0) after an abort.
+
+    The address splits into base + r with r = m_addr mod `split` (M*B for M_BMM/M_BMV, M^2 for the
+    transposed ops); r gives a row block mo and a head offset ho.  Checks in the reference's order:
+    A*H == M, mo % B, ho % H, the MRAM read of the base, then the narrow (mo must be 0).
+    """
+    m = params[P_MLEN]
+    b = params[P_BLEN]
+    h = params[P_HLEN]
+    if params[P_BROADCAST] * h != m:
+        fail(err, E_BROADCAST_ASSERT, pc, params[P_BROADCAST], h, m)
+        return -1, 0
+    r = m_addr % split
+    mo = (r // m) * m
+    ho = r % m
+    if mo % b != 0:
+        fail(err, E_BLOCK_ALIGN, pc, m_addr, mo, b)
+        return -1, 0
+    if ho % h != 0:
+        fail(err, E_HEAD_ALIGN, pc, m_addr, ho, h)
+        return -1, 0
+    t = mram_tile(m_addr - r, m, params[P_MRAM_TILES], err, pc)
+    if t < 0:
+        return -1, 0
+    if mo != 0:
+        fail(err, E_NARROW, pc, m_addr, mo, m)
+        return -1, 0
+    return t, ho
 
 
 @jit
 def m_bmm(m_addr, v_addr, vram, mram, hmacc, params, scratch, err, pc):
     """M_BMM: hmacc[a] += 0.25 * X_a[M,H] @ T[ho:ho+H, :], X_a = lanes k*A + a (interleaved heads).
 
-    The matrix address is split modulo M*B (not M^2): only tile_base + head*H offsets work.
+    The matrix address is split modulo M*B (not M^2): only tile_base + head*H offsets work, and
+    the same H tile rows serve every head.
     """
-    if not _broadcast_checks(params, err, pc):
-        return False
     m = params[P_MLEN]
-    b = params[P_BLEN]
-    h = params[P_HLEN]
-    nb = params[P_BROADCAST]
-    r = m_addr % (m * b)
-    base = m_addr - r
-    mo = (r // m) * m
-    ho = r % m
-    if mo % b != 0:
-        return fail(err, E_BLOCK_ALIGN, pc, m_addr, mo, b)
-    if ho % h != 0:
-        return fail(err, E_HEAD_ALIGN, pc, m_addr, ho, h)
-    t = mram_tile(base, m, params[P_MRAM_TILES], err, pc)
+    t, ho = _broadcast_head(m_addr, m * params[P_BLEN], params, err, pc)
     if t < 0:
         return False
-    if mo != 0:
-        return fail(err, E_NARROW, pc, m_addr, mo, m)
     x = scratch[:m]
     if not _load_rows(vram, v_addr, m, params, x, err, pc):
         return False
+    h = params[P_HLEN]
+    nb = params[P_BROADCAST]
     tile = mram[t].reshape((m, m))
     for a in range(nb):
         for i in range(m):
@@ -142,27 +155,15 @@ def m_bmm(m_addr, v_addr, vram, mram, hmacc, params, scratch, err, pc):
 @jit
 def m_btmm(m_addr, v_addr, vram, mram, hmacc, params, scratch, err, pc):
     """M_BTMM: hmacc[a] += 0.25 * Q_a[M,H] @ T[:, ho:ho+H]^T, Q_a = lanes a*H + k (contiguous heads)."""
-    if not _broadcast_checks(params, err, pc):
-        return False
     m = params[P_MLEN]
-    b = params[P_BLEN]
-    h = params[P_HLEN]
-    nb = params[P_BROADCAST]
-    r = m_addr % (m * m)
-    mo = (r // m) * m
-    ho = r % m
-    if mo % b != 0:
-        return fail(err, E_BLOCK_ALIGN, pc, m_addr, mo, b)
-    if ho % h != 0:
-        return fail(err, E_HEAD_ALIGN, pc, m_addr, ho, h)
-    t = mram_tile(m_addr - r, m, params[P_MRAM_TILES], err, pc)
+    t, ho = _broadcast_head(m_addr, m * m, params, err, pc)
     if t < 0:
         return False
-    if mo != 0:
-        return fail(err, E_NARROW, pc, m_addr, mo, m)
     x = scratch[:m]
     if not _load_rows(vram, v_addr, m, params, x, err, pc):
         return False
+    h = params[P_HLEN]
+    nb = params[P_BROADCAST]
     tile = mram[t].reshape((m, m))
     for a in range(nb):
         for i in range(m):
@@ -177,33 +178,17 @@ def m_btmm(m_addr, v_addr, vram, mram, hmacc, params, scratch, err, pc):
 @jit
 def m_bmv(transposed, m_addr, v_addr, vram, mram, hvacc, params, scratch, err, pc):
     """M_BTMV: hvacc[a][n] += 0.25 * sum_k x[a*H+k] * T[n][ho+k].  M_BMV always aborts (shape bug)."""
-    if not _broadcast_checks(params, err, pc):
-        return False
     m = params[P_MLEN]
-    b = params[P_BLEN]
-    h = params[P_HLEN]
-    nb = params[P_BROADCAST]
-    if transposed:
-        r = m_addr % (m * m)
-    else:
-        r = m_addr % (m * b)
-    base = m_addr - r
-    mo = (r // m) * m
-    ho = r % m
-    if mo % b != 0:
-        return fail(err, E_BLOCK_ALIGN, pc, m_addr, mo, b)
-    if ho % h != 0:
-        return fail(err, E_HEAD_ALIGN, pc, m_addr, ho, h)
-    t = mram_tile(base, m, params[P_MRAM_TILES], err, pc)
+    t, ho = _broadcast_head(m_addr, m * m if transposed else m * params[P_BLEN], params, err, pc)
     if t < 0:
         return False
-    if mo != 0:
-        return fail(err, E_NARROW, pc, m_addr, mo, m)
     x = scratch[:1]
     if not _load_rows(vram, v_addr, 1, params, x, err, pc):
         return False
+    nb = params[P_BROADCAST]
     if not transposed:
         return fail(err, E_BMV_SHAPE, pc, nb, m)
+    h = params[P_HLEN]
     tile = mram[t].reshape((m, m))
     for a in range(nb):
         for n in range(m):
