@@ -31,11 +31,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from emulator.core.common import fail
+from emulator.core.control import count_instruction, loop_break, loop_end, loop_start
 from emulator.core.dma import BLOCK, h_prefetch, h_store
 from emulator.core.jit import jit
 from emulator.core.state import (
-    CTRL_SIZE, E_BREAK_EMPTY, E_FPSRAM_RANGE, E_INTSRAM_RANGE, E_INVALID_OPCODE, E_LOOP_NO_MATCH,
-    E_LOOP_STACK, E_LOOP_ZERO, E_MAX_LOOP, E_TOPK_POLICY, HBM_READ, HBM_WRITTEN, LOOP_STACK_CAP, NOW,
+    CTRL_SIZE, E_FPSRAM_RANGE, E_INTSRAM_RANGE, E_INVALID_OPCODE, E_TOPK_POLICY, HBM_READ, HBM_WRITTEN,
+    L_REG, LOOP_SIZE, LOOP_SP, LOOP_STACK_CAP, NOW,
     P_HBM_CAPACITY, P_MAX_LOOP, SCALE, STRIDE,
 )
 from emulator.errors import InputError
@@ -72,12 +73,10 @@ N_FIELDS = 8
 # Counter columns.
 C_COUNT, C_CYCLES, C_READ, C_WRITTEN = range(4)
 # st[] slots.
-S_PC, S_NOW, S_INSTR, S_SP, S_FLAGS, S_DMA_COUNT = range(6)
+S_PC, S_NOW, S_INSTR, S_FLAGS, S_DMA_COUNT = range(5)
 # Flags.
 FLAG_DATA_LOOP = 1      # a loop decision or INT SRAM address depended on data the estimator lacks
 FLAG_DATA_DMA = 2       # a DMA address depended on such data
-# Loop stack columns.
-L_START, L_REG, L_ICOUNT, L_CURRENT = range(4)
 # Status.
 ST_DONE, ST_CHUNK, ST_ERROR, ST_BUDGET = range(4)
 
@@ -103,14 +102,7 @@ def _estimate(dec, counters, gp, gp_data, areg, areg_data, ctrl, ctrl_data, ints
         if budget >= 0 and st[S_INSTR] >= budget:
             status = ST_BUDGET
             break
-        sp = st[S_SP]
-        over = False
-        for e in range(sp):
-            loops[e, L_ICOUNT] += 1
-            if loops[e, L_ICOUNT] > max_loop and not over:
-                over = True
-                fail(err, E_MAX_LOOP, pc, loops[e, L_START], loops[e, L_CURRENT], loops[e, L_ICOUNT])
-        if over:
+        if not count_instruction(loops, ctrl, max_loop, err, pc):
             status = ST_ERROR
             break
         action = dec[pc, F_ACTION]
@@ -154,51 +146,20 @@ def _estimate(dec, counters, gp, gp_data, areg, areg_data, ctrl, ctrl_data, ints
                 intsram[addr] = gp[rd]
                 int_data[addr] = gp_data[rd] or gp_data[rs1]
         elif action == A_LOOP_START:
-            count = dec[pc, F_IMM22]
-            if count == 0:
-                fail(err, E_LOOP_ZERO, pc)
-                ok = False
-            elif sp >= loops.shape[0]:
-                fail(err, E_LOOP_STACK, pc, loops.shape[0])
-                ok = False
-            else:
-                gp[rd] = count
-                gp_data[rd] = False
-                loops[sp, L_START] = pc
-                loops[sp, L_REG] = rd
-                loops[sp, L_ICOUNT] = 0
-                loops[sp, L_CURRENT] = count
-                st[S_SP] = sp + 1
+            ok = loop_start(rd, dec[pc, F_IMM22], pc, gp, loops, ctrl, err)
+            gp_data[rd] = False
         elif action == A_LOOP_END:
-            e = sp - 1
-            while e >= 0 and loops[e, L_REG] != rd:
-                e -= 1
-            if e < 0:
-                fail(err, E_LOOP_NO_MATCH, pc, rd)
-                ok = False
-            else:
-                if gp_data[rd]:
-                    st[S_FLAGS] |= FLAG_DATA_LOOP
-                v = gp[rd]
-                if v > 1:
-                    gp[rd] = v - 1
-                    loops[e, L_CURRENT] = v - 1
-                    loops[e, L_ICOUNT] = 0
-                    next_pc = loops[e, L_START] + 1
-                else:
-                    gp[rd] = 0
-                    gp_data[rd] = False
-                    for j in range(e, sp - 1):
-                        loops[j, :] = loops[j + 1, :]
-                    st[S_SP] = sp - 1
+            if gp_data[rd]:
+                st[S_FLAGS] |= FLAG_DATA_LOOP
+            next_pc = loop_end(rd, pc, gp, loops, ctrl, err)
+            ok = next_pc >= 0
+            if ok and gp[rd] == 0:
+                gp_data[rd] = False
         elif action == A_BREAK:
-            if sp == 0:
-                fail(err, E_BREAK_EMPTY, pc)
-                ok = False
-            else:
-                st[S_SP] = sp - 1
-                gp[loops[sp - 1, L_REG]] = 0
+            sp = ctrl[LOOP_SP]
+            if sp > 0:
                 gp_data[loops[sp - 1, L_REG]] = False
+            ok = loop_break(gp, loops, ctrl, err, pc)
         elif action == A_SET_ADDR:
             areg[rd] = (gp[rs1] << 32) | gp[rs2]
             areg_data[rd] = gp_data[rs1] or gp_data[rs2]
@@ -353,7 +314,7 @@ def estimate(program: Program, settings: Settings | None = None, *, int_sram=Non
     else:
         intsram = load_int_sram(int_sram).astype(np.int64)
     int_data = np.zeros(INT_SRAM_ENTRIES, dtype=np.bool_)
-    loops = np.zeros((LOOP_STACK_CAP, 4), dtype=np.int64)
+    loops = np.zeros((LOOP_STACK_CAP, LOOP_SIZE), dtype=np.int64)
     p = hardware_params(settings)
     if hbm_size is not None:
         p[P_HBM_CAPACITY] = int(hbm_size)

@@ -26,12 +26,11 @@ print(json.dumps({"max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxr
 @needs_corpus
 def test_corpus_with_16gib_hbm_stays_under_300mb_rss():
     from tests.conftest import CONFORMANCE
-    # Compile (or load) the jitted core in another process first: LLVM's compile-time memory is
-    # not what this test measures.
-    subprocess.run([sys.executable, "-c", "import emulator; emulator.run(emulator.assemble('S_ADDI_INT gp1, gp0, 1'))"],
-                   check=True, timeout=900, cwd=REPO)
-    out = subprocess.run([sys.executable, "-c", SCRIPT, str(REPO), str(CONFORMANCE)],
-                         capture_output=True, text=True, timeout=900)
+    # The first process compiles (or loads) every jitted kernel these runs use: LLVM's compile-time
+    # memory is not what this test measures.  The second one measures.
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-c", SCRIPT, str(REPO), str(CONFORMANCE)],
+                             capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-2000:]
     stats = json.loads(out.stdout.strip().splitlines()[-1])
     assert stats["max_rss_kb"] < 300 * 1024, stats

@@ -9,16 +9,15 @@ dynamic instructions (ST_CHUNK, so the façade can check budgets and report prog
 import numpy as np
 
 from .common import MASK32, fail, u32
+from .control import count_instruction, loop_break, loop_end, loop_start, uncount_instruction
 from .dma import h_prefetch, h_store, store_pages_needed
 from .jit import jit
 from .matrix import m_bmm, m_bmm_wo, m_bmv, m_bmv_wo, m_btmm, m_mm, m_mm_wo, m_mv, m_mv_wo
 from .scalar import FP_ADD, FP_EXP, FP_MAX, FP_MUL, FP_RECI, FP_SQRT, FP_SUB, s_fp, s_ld_st_fp, s_ld_st_int
 from .state import (
     C_COUNT, C_CYCLES, C_HBM_READ, C_HBM_WRITTEN, D_COST, D_FUNCT1, D_HANDLER, D_IMM18, D_IMM22, D_RD,
-    D_RS1, D_RS2, D_RS3, E_BREAK_EMPTY, E_INVALID_OPCODE, E_LOOP_NO_MATCH, E_LOOP_STACK, E_LOOP_ZERO,
-    E_MAX_LOOP, HBM_PAGES_USED, HBM_READ, HBM_WRITTEN, INSTRUCTIONS, L_COUNT, L_CURRENT, L_INSTR_COUNT,
-    L_REG, L_START_PC, LOOP_SP, NOW, P_MAX_LOOP, PC, SCALE, ST_CHUNK, ST_DONE, ST_ERROR, ST_NEED_PAGES,
-    STRIDE, TRACE_USED, V_MASK,
+    D_RS1, D_RS2, D_RS3, E_INVALID_OPCODE, HBM_PAGES_USED, HBM_READ, HBM_WRITTEN, INSTRUCTIONS, NOW,
+    P_MAX_LOOP, PC, SCALE, ST_CHUNK, ST_DONE, ST_ERROR, ST_NEED_PAGES, STRIDE, TRACE_USED, V_MASK,
 )
 from .vector import (
     EW_ADD, EW_EXP, EW_MAX, EW_MIN, EW_MUL, EW_RECI, EW_SUB, EW_SUB_REV, s_map_v_fp, v_elementwise,
@@ -53,29 +52,6 @@ HANDLERS = (
  H_S_LD_FP, H_S_ST_FP, H_S_MAP_V_FP) = range(len(HANDLERS))
 
 PS_PER_CYCLE = 1000  # the reference's PERIOD: 1 ns per cycle, time kept in picoseconds
-
-
-@jit
-def _loop_end(rd, pc, gp, loops, ctrl, err):
-    """C_LOOP_END: returns the next pc, or -1 after an abort."""
-    sp = ctrl[LOOP_SP]
-    e = sp - 1
-    while e >= 0 and loops[e, L_REG] != rd:
-        e -= 1
-    if e < 0:
-        fail(err, E_LOOP_NO_MATCH, pc, rd)
-        return -1
-    v = gp[rd]
-    if v > 1:
-        gp[rd] = v - 1
-        loops[e, L_CURRENT] = v - 1
-        loops[e, L_INSTR_COUNT] = 0
-        return loops[e, L_START_PC] + 1
-    gp[rd] = 0
-    for j in range(e, sp - 1):  # remove the entry at its position; entries above it stay
-        loops[j, :] = loops[j + 1, :]
-    ctrl[LOOP_SP] = sp - 1
-    return pc + 1
 
 
 @jit
@@ -128,14 +104,7 @@ def run_loop(dec, counters, gp, fpr, areg, ctrl, loops, params, vram, mram, fpsr
         if ctrl[INSTRUCTIONS] >= stop_after:
             status = ST_CHUNK
             break
-        sp = ctrl[LOOP_SP]
-        over = False
-        for e in range(sp):
-            loops[e, L_INSTR_COUNT] += 1
-            if loops[e, L_INSTR_COUNT] > max_loop and not over:
-                over = True
-                fail(err, E_MAX_LOOP, pc, loops[e, L_START_PC], loops[e, L_CURRENT], loops[e, L_INSTR_COUNT])
-        if over:
+        if not count_instruction(loops, ctrl, max_loop, err, pc):
             status = ST_ERROR
             break
         h = dec[pc, D_HANDLER]
@@ -162,29 +131,12 @@ def run_loop(dec, counters, gp, fpr, areg, ctrl, loops, params, vram, mram, fpsr
         elif h == H_S_LD_INT or h == H_S_ST_INT:
             ok = s_ld_st_int(h == H_S_ST_INT, rd, rs1, imm18, gp, intsram, err, pc)
         elif h == H_C_LOOP_START:
-            count = dec[pc, D_IMM22]
-            if count == 0:
-                ok = fail(err, E_LOOP_ZERO, pc)
-            elif ctrl[LOOP_SP] >= loops.shape[0]:
-                ok = fail(err, E_LOOP_STACK, pc, loops.shape[0])
-            else:
-                gp[rd] = count
-                e = ctrl[LOOP_SP]
-                loops[e, L_START_PC] = pc
-                loops[e, L_COUNT] = count
-                loops[e, L_CURRENT] = count
-                loops[e, L_INSTR_COUNT] = 0
-                loops[e, L_REG] = rd
-                ctrl[LOOP_SP] = e + 1
+            ok = loop_start(rd, dec[pc, D_IMM22], pc, gp, loops, ctrl, err)
         elif h == H_C_LOOP_END:
-            next_pc = _loop_end(rd, pc, gp, loops, ctrl, err)
+            next_pc = loop_end(rd, pc, gp, loops, ctrl, err)
             ok = next_pc >= 0
         elif h == H_C_BREAK:
-            if ctrl[LOOP_SP] == 0:
-                ok = fail(err, E_BREAK_EMPTY, pc)
-            else:
-                ctrl[LOOP_SP] -= 1
-                gp[loops[ctrl[LOOP_SP], L_REG]] = 0
+            ok = loop_break(gp, loops, ctrl, err, pc)
         elif h == H_C_SET_ADDR_REG:
             areg[rd] = (gp[rs1] << 32) | gp[rs2]
         elif h == H_C_SET_SCALE_REG:
@@ -201,8 +153,7 @@ def run_loop(dec, counters, gp, fpr, areg, ctrl, loops, params, vram, mram, fpsr
         elif h == H_H_STORE_V:
             needed = store_pages_needed(rd, rs1, rs2, rs3, gp, areg, ctrl, params, pt, seen)
             if ctrl[HBM_PAGES_USED] + needed > pool.shape[0]:
-                for e in range(sp):  # undo this instruction's loop accounting; it will run again
-                    loops[e, L_INSTR_COUNT] -= 1
+                uncount_instruction(loops, ctrl)  # the instruction will run again
                 err[2] = needed
                 status = ST_NEED_PAGES
                 break
