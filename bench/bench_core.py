@@ -98,6 +98,7 @@ def main() -> None:
         program = assemble(text.format(outer=outer))
         med, res = timed(lambda p=program: run(p, settings=settings, raise_on_error=True), args.repeats)
         rows.append((name, res.instructions, res.cycles, med))
+    model_time = {"hbm2": 0.0, "analytic": 0.0}
     if (args.corpus / "index.json").is_file():
         sys.path.insert(0, str(REPO))
         from tests.corpus_util import run_case
@@ -107,12 +108,17 @@ def main() -> None:
             d = args.corpus / entry["name"]
             med, res = timed(lambda d=d: run_case(d), args.repeats)
             rows.append((entry["name"], res.instructions, res.cycles, med))
+            model_time["hbm2"] += med
+            model_time["analytic"] += timed(lambda d=d: run_case(d, hbm_model="analytic"), args.repeats)[0]
     print(f"\n{'program':28s} {'instr':>10s} {'cycles':>10s} {'median s':>9s} {'Minstr/s':>9s} {'Mcycles/s':>10s}")
     for name, instr, cycles, med in rows:
         print(f"{name:28s} {instr:10d} {cycles:10d} {med:9.4f} {instr / med / 1e6:9.2f} {cycles / med / 1e6:10.1f}")
     total_i = sum(r[1] for r in rows)
     total_t = sum(r[3] for r in rows)
     print(f"\noverall: {total_i / total_t / 1e6:.2f} M dynamic instructions/s over {len(rows)} programs")
+    if model_time["analytic"]:
+        print(f"corpus wall time, sum of medians: hbm2 {model_time['hbm2']:.3f} s, analytic "
+              f"{model_time['analytic']:.3f} s (hbm2/analytic = {model_time['hbm2'] / model_time['analytic']:.2f}x)")
 
 
 if __name__ == "__main__":

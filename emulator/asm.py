@@ -103,6 +103,9 @@ class _Token:
         return self.reg_kind is not None
 
 
+_MAX_DIGITS = 64
+
+
 @lru_cache(maxsize=4096)
 def _parse_token(text: str) -> _Token:
     m = _TOKEN_RE.fullmatch(text)
@@ -113,6 +116,8 @@ def _parse_token(text: str) -> _Token:
         reg_kind = next((_PREFIX_KIND[p] for p in ("gp", "f", "a") if lowered.startswith(p)), None)
         return _Token(text, reg_kind, None)
     prefix, reg_number, number, negative = m.groups()
+    if len(reg_number or number or "") > _MAX_DIGITS:  # far beyond any field; int() would refuse it
+        return _Token(text, _PREFIX_KIND[prefix.lower()] if prefix else None, None)
     if prefix is not None:
         return _Token(text, _PREFIX_KIND[prefix.lower()], int(reg_number))
     if number is not None:

@@ -335,6 +335,9 @@ def _apply_overrides(table: dict, extra: dict, overrides: Mapping[str, Any]) -> 
         parts = key.split(".")
         if parts[0] == "TRANSACTIONAL":
             parts = parts[1:]
+        if not parts or not all(parts):
+            raise SettingsError(f"override {key!r}: not a settings key (e.g. MLEN, CONFIG.MLEN, "
+                                "LATENCY.VECTOR_ADD_CYCLES.dc_lib_en)")
         if len(parts) == 1:  # bare knob name
             section = next((s for s, keys in _SECTIONS.items() if parts[0] in keys), None)
             if section is None:
@@ -379,7 +382,7 @@ def load_settings(
         source = "<settings text>"
     else:
         p = Path(path) if path is not None else DEFAULT_SETTINGS_TOML
-        source = str(p)
+        source = str(p) if path is not None else "default settings"
         try:
             text = p.read_text()
         except OSError as exc:
@@ -388,10 +391,12 @@ def load_settings(
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"{source}: not valid TOML: {exc}") from exc
-    table = data.get("TRANSACTIONAL", data)
-    table = copy.deepcopy(table)
+    table = copy.deepcopy(data.get("TRANSACTIONAL", data))
+    if not isinstance(table, dict):
+        raise SettingsError(f"{source}: TRANSACTIONAL must be a table, got {type(table).__name__}")
     for section in _SECTIONS:
-        table.setdefault(section, {})
+        if not isinstance(table.setdefault(section, {}), dict):
+            raise SettingsError(f"{source}: TRANSACTIONAL.{section} must be a table")
     extra: dict[str, Any] = {}
     if overrides:
         _apply_overrides(table, extra, overrides)
