@@ -145,15 +145,15 @@ def _image_bytes(source: ImageSource) -> bytes | str | os.PathLike:
 
 
 def _place_tensors(hbm: SparseHbm, tensors: Mapping[str, tuple[np.ndarray, int]]) -> None:
-    from .tensors import quantize_mxfp8
+    """Quantise each float tensor to MXFP8 and write it (element rows, then scale rows) at its address."""
+    from .tensors import mx_tensor_bytes
     for name, (values, addr) in tensors.items():
-        arr = np.asarray(values, dtype=np.float32)
-        if arr.ndim != 2:
-            raise ImageError(f"tensor {name!r}: expected a 2-D array [rows, cols], got shape {arr.shape}")
-        elems, scales = quantize_mxfp8(arr)
-        data = np.concatenate([elems.reshape(-1), scales.reshape(-1)])
-        if addr < 0 or addr + data.size > hbm.capacity:
-            raise ImageError(f"tensor {name!r} at {addr} ({data.size} bytes) does not fit in HBM ({hbm.capacity} bytes)")
+        try:
+            data, _ = mx_tensor_bytes(np.asarray(values, dtype=np.float32))
+        except InputError as exc:
+            raise ImageError(f"tensor {name!r}: {exc}") from exc
+        if addr < 0 or addr + len(data) > hbm.capacity:
+            raise ImageError(f"tensor {name!r} at {addr} ({len(data)} bytes) does not fit in HBM ({hbm.capacity} bytes)")
         hbm.write(int(addr), data)
 
 
