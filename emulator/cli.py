@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import BudgetExceeded, EmulationError, InputError
+from .errors import BudgetExceeded, InputError
 from .settings import SettingsError, load_settings
 
 try:  # the profiler's flags live in one place (profiler/cli.py); the core runs without it

@@ -17,7 +17,7 @@ import numpy as np
 from isa_specs import load_isa
 
 from .core import state as S
-from .core.hbm_store import PAGE_SIZE, SparseHbm
+from .core.hbm_store import SparseHbm
 from .core.loop import run_loop
 from .core.numerics import e4m3_decode_table, e8m0_decode_table
 from .decode import decode, unknown_opcodes
@@ -52,7 +52,7 @@ _KIND = {
 
 
 def _message(code: int, a: int, b: int, c: int, settings: Settings) -> str:
-    m, v = settings.MLEN, settings.VLEN
+    m = settings.MLEN
     if code == S.E_INVALID_OPCODE:
         return "invalid opcode: the decoder does not implement this word's opcode"
     if code in (S.E_VRAM_ALIGN, S.E_MRAM_ALIGN, S.E_PREFETCH_ALIGN):
