@@ -22,7 +22,7 @@ optimistic otherwise.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from emulator.core.jit import jit
 
 from emulator.hbm.hbm2 import H_BLOCK_BITS, H_PC_BITS, H_TX_BITS, ORGANISATION, map_address
 
@@ -40,7 +40,7 @@ def new_analytic_state() -> np.ndarray:
     return st
 
 
-@njit(cache=True)
+@jit
 def analytic_read_batch(st, map_mem, now, block_addrs, n):
     """Completion time of n block reads issued at `now` (formula in the module docstring).
 
@@ -66,7 +66,7 @@ def analytic_read_batch(st, map_mem, now, block_addrs, n):
     return now + st[A_FIRST] + st[A_PER_TRANSFER] * (busiest - 1)
 
 
-@njit(cache=True)
+@jit
 def analytic_write_block(st, now, block_addr):
     """Writes are posted without limit: accepted at `now`."""
     return now

@@ -28,7 +28,7 @@ Time unit: one cycle = 1 ns = one tCK = one accelerator cycle.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from emulator.core.jit import jit
 
 # ------------------------------------------------------------------------------ device description
 # HBM2_8Gb organisation with the channel count forced to 8 (§1, §2).
@@ -205,7 +205,7 @@ def state_views(mem: np.ndarray) -> dict[str, np.ndarray | int]:
 
 
 # ------------------------------------------------------------------------------ address mapping
-@njit(cache=True)
+@jit
 def map_address(mem, addr):
     """MOP4CLXOR (§2): byte address -> (channel, pseudochannel, bankgroup, bank, row, column).
 
@@ -248,26 +248,26 @@ def map_address(mem, addr):
 
 
 # ------------------------------------------------------------------------------ index helpers
-@njit(cache=True)
+@jit
 def _order(mem, ch, kind):
     """Offset of a buffer's slot-id array."""
     return mem[O_ORDER] + (ch * N_BUF_KINDS + kind) * mem[H_QUEUE_CAPACITY]
 
 
-@njit(cache=True)
+@jit
 def _slot(mem, ch, slot):
     """Offset of a pool entry's first field."""
     return mem[O_POOL] + (ch * N_BUF_KINDS * mem[H_QUEUE_CAPACITY] + slot) * N_ENTRY_FIELDS
 
 
-@njit(cache=True)
+@jit
 def _entry(mem, ch, kind, idx):
     """Offset of the first field of the idx-th (in insertion order) request of a buffer."""
     return _slot(mem, ch, mem[_order(mem, ch, kind) + idx])
 
 
 # ------------------------------------------------------------------------------ device
-@njit(cache=True)
+@jit
 def _issue(mem, cmd, ch, pcn, bgn, ban, row, clk):
     """Issue `cmd` at `clk`: every node on the path applies its constraints; update the bank."""
     lat = mem[O_LAT] + cmd * N_CMD
@@ -302,7 +302,7 @@ def _issue(mem, cmd, ch, pcn, bgn, ban, row, clk):
 
 
 # ------------------------------------------------------------------------------ controller
-@njit(cache=True)
+@jit
 def _pending_push(mem, ch, depart):
     """Append one read to the channel's pending FIFO (consecutive equal departs share a run)."""
     cap = mem[H_PEND_CAP]
@@ -323,7 +323,7 @@ def _pending_push(mem, ch, depart):
     mem[mem[O_PEND_LEN] + ch] = n + 1
 
 
-@njit(cache=True)
+@jit
 def _pending_serve(mem, ch, clk):
     """Serve at most one read, and only the FIFO head: returns 1 if it completed this tick."""
     n = mem[mem[O_PEND_LEN] + ch]
@@ -342,7 +342,7 @@ def _pending_serve(mem, ch, clk):
     return 1
 
 
-@njit(cache=True)
+@jit
 def _unlink(mem, ch, kind, idx):
     """Take the idx-th request out of a buffer, keeping the others' order; returns its slot."""
     nl = mem[O_BUF_LEN] + ch * N_BUF_KINDS + kind
@@ -355,7 +355,7 @@ def _unlink(mem, ch, kind, idx):
     return slot
 
 
-@njit(cache=True)
+@jit
 def _link(mem, ch, kind, slot):
     """Append a pool slot to a buffer (the caller checked the capacity)."""
     nl = mem[O_BUF_LEN] + ch * N_BUF_KINDS + kind
@@ -364,7 +364,7 @@ def _link(mem, ch, kind, slot):
     mem[nl] = n + 1
 
 
-@njit(cache=True)
+@jit
 def _best(mem, ch, kind, clk):
     """FR-FCFS over one non-empty buffer: ready first, then oldest arrival, then list order.
 
@@ -419,7 +419,7 @@ def _best(mem, ch, kind, clk):
     return best_i, best_cmd, best_ready
 
 
-@njit(cache=True)
+@jit
 def _controller_tick(mem, ch, clk):
     """One Generic-controller tick at `clk` (already incremented).  Returns completed reads (0/1)."""
     done = _pending_serve(mem, ch, clk)
@@ -475,7 +475,7 @@ def _controller_tick(mem, ch, clk):
     return done
 
 
-@njit(cache=True)
+@jit
 def _all_idle(mem):
     n_ch = 1 << mem[H_CH_BITS]
     lens = mem[O_BUF_LEN]
@@ -489,7 +489,7 @@ def _all_idle(mem):
     return True
 
 
-@njit(cache=True)
+@jit
 def tick_all(mem):
     """One memory-system tick at simulated time next_instant.  Returns the completed reads."""
     clk = mem[H_NEXT] + 1
@@ -506,7 +506,7 @@ def tick_all(mem):
     return done
 
 
-@njit(cache=True)
+@jit
 def send(mem, addr, is_write):
     """Offer one 16-byte request to its channel at the current clk.  False = refused (queue full)."""
     ch, pc, bg, ba, row, _col = map_address(mem, addr)
@@ -540,7 +540,7 @@ def send(mem, addr, is_write):
 
 
 # ------------------------------------------------------------------------------ wrapper (§9, §10)
-@njit(cache=True)
+@jit
 def catch_up(mem, now):
     """Bring next_instant up to `now` (the wrapper does this only while no read is pending).
 
@@ -557,19 +557,19 @@ def catch_up(mem, now):
         tick_all(mem)
 
 
-@njit(cache=True)
+@jit
 def _check_usable(mem):
     if mem[H_MINIMAL] != 0:
         raise ValueError("HBM2 model: this timing state was built for the analytic model")
 
 
-@njit(cache=True)
+@jit
 def _check_block(mem, addr):
     if addr < 0 or addr & ((1 << mem[H_BLOCK_BITS]) - 1) != 0:
         raise ValueError("HBM2 model: block addresses must be non-negative multiples of the block size")
 
 
-@njit(cache=True)
+@jit
 def _check_batch(mem, block_addrs, n):
     if n > block_addrs.shape[0]:
         raise ValueError("HBM2 model: n is larger than the block address array")
@@ -577,7 +577,7 @@ def _check_batch(mem, block_addrs, n):
         _check_block(mem, block_addrs[b])
 
 
-@njit(cache=True)
+@jit
 def hbm2_read_batch(mem, now, block_addrs, n):
     """Offer n block reads at `now` (4 transfers each, strictly in order); return the time of the
     tick that fires the last callback (`now` for an empty batch)."""
@@ -625,7 +625,7 @@ def hbm2_read_batch(mem, now, block_addrs, n):
             raise ValueError("HBM2 model: reads pending with no tick or retry scheduled")
 
 
-@njit(cache=True)
+@jit
 def hbm2_write_block(mem, now, block_addr):
     """Post the 4 write transfers of one block at `now`, retrying each cycle while refused.
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import namedtuple
 
-from numba import njit
+from emulator.core.jit import jit
 
 from emulator.hbm.analytic import analytic_read_batch, analytic_write_block, new_analytic_state
 from emulator.hbm.hbm2 import DEFAULT_PENDING_CAPACITY, hbm2_read_batch, hbm2_write_block, new_hbm2_state
@@ -48,14 +48,14 @@ def new_timing_state(model: str, pending_capacity: int = DEFAULT_PENDING_CAPACIT
     return TimingState(kind=kind, hbm2=hbm2, analytic=new_analytic_state())
 
 
-@njit(cache=True)
+@jit
 def read_batch(ts, now, block_addrs, n):
     if ts.kind == KIND_HBM2:
         return hbm2_read_batch(ts.hbm2, now, block_addrs, n)
     return analytic_read_batch(ts.analytic, ts.hbm2, now, block_addrs, n)
 
 
-@njit(cache=True)
+@jit
 def write_block(ts, now, block_addr):
     if ts.kind == KIND_HBM2:
         return hbm2_write_block(ts.hbm2, now, block_addr)
