@@ -78,8 +78,9 @@ def add_profile_args(parser: argparse.ArgumentParser, *, with_switch: bool = Tru
     g.add_argument("--stage-profile-asm", metavar="ASM",
                    help="ASM to take the stage labels from (default: the program's own ASM; needed for .mem)")
     g.add_argument("--sections", choices=SECTION_MODES, default=None,
-                   help="what a section is: the nearest `;` comment (default for ASM), only `; @section` "
-                        "markers, or every pc (default for machine code)")
+                   help="what a section is: the nearest `;` comment (comments, default for ASM), the first line of "
+                        "the nearest comment block (blocks), only `; @section` markers, or every pc (default "
+                        "for machine code)")
     g.add_argument("--section-normalize", metavar="STEPS", default="basic",
                    help="clean comment labels: basic (default), all, or a comma list of brackets,numbers")
     g.add_argument("--clock", type=parse_clock, default=DEFAULT_CLOCK_HZ, metavar="HZ",

@@ -6,6 +6,9 @@ A *section path* is a tuple of names, outermost first.  Three ways to cut a prog
   comment, the way PLENA compiler templates label code ("; Preload Activation Generation",
   "; FFN Gate", ...).  Comment labels are normalised (see `Normalization`) so that labels that
   differ only in register lists or numbers can be aggregated.
+* ``blocks``: like ``comments``, but a run of consecutive comment lines is one label, its first
+  line: compiler templates often follow a heading ("; FFN Upsize Linear Generation") with detail
+  lines ("; K-split inactive: ...") that ``comments`` would pick instead.
 * ``markers``: only explicit markers count.  Users write ``; @section NAME`` ... ``; @end`` (nestable;
   ``; @end NAME`` additionally checks that the innermost open section is NAME).  In ``comments``
   mode markers are honoured too: the comment label becomes the leaf under the open markers, so
@@ -31,7 +34,7 @@ from emulator.errors import InputError
 from emulator.program import Program
 
 UNLABELLED = "(unlabelled)"
-SECTION_MODES = ("comments", "markers", "pc")
+SECTION_MODES = ("comments", "blocks", "markers", "pc")
 NORMALIZE_STEPS = ("brackets", "numbers")
 
 _MARKER_OPEN = re.compile(r"^;+\s*@section\b\s*(.*?)\s*$")
@@ -146,7 +149,7 @@ def build_sections(program: Program, mode: str | None = None,
     if program.asm_text is None:
         # Only the assembler's per-pc comment is known: no markers possible.
         for pc, src in enumerate(program.source):
-            label = norm.apply(src.comment) if (mode == "comments" and src.comment) else ""
+            label = norm.apply(src.comment) if (mode != "markers" and src.comment) else ""
             pc_section[pc] = table.id((label or UNLABELLED,))
         return SectionMap(tuple(table.paths), pc_section, mode, norm)
 
@@ -158,9 +161,11 @@ def build_sections(program: Program, mode: str | None = None,
     warnings: list[str] = []
     has_markers = False
     assigned = np.zeros(n, dtype=bool)
+    in_comment_block = False   # the previous non-blank line was a comment (for mode "blocks")
     for line_no, raw in enumerate(program.asm_text.split("\n"), start=1):
         pc = line_to_pc.get(line_no)
         if pc is not None:
+            in_comment_block = False
             names = tuple(m[0] for m in markers)
             path = names + ((label,) if label else ())
             pc_section[pc] = table.id(path or (UNLABELLED,))
@@ -171,6 +176,7 @@ def build_sections(program: Program, mode: str | None = None,
             continue
         opened = _MARKER_OPEN.match(text)
         if opened:
+            in_comment_block = False
             has_markers = True
             name = opened.group(1)
             if not name:
@@ -180,6 +186,7 @@ def build_sections(program: Program, mode: str | None = None,
             continue
         ended = _MARKER_END.match(text)
         if ended:
+            in_comment_block = False
             has_markers = True
             if not markers:
                 raise SectionError(f"line {line_no}: `; @end` without an open `; @section`\n    {text}")
@@ -188,14 +195,15 @@ def build_sections(program: Program, mode: str | None = None,
                 raise SectionError(
                     f"line {line_no}: `; @end {ended.group(1)}` closes section {name!r}\n    {text}")
             continue
-        if mode == "comments":
+        if mode == "comments" or (mode == "blocks" and not in_comment_block):
             label = norm.apply(text)
+        in_comment_block = True
     for name, _, line_no in markers:
         warnings.append(f"line {line_no}: `; @section {name}` is never closed (ends at the end of the program)")
     if not assigned.all():
         # Source lines beyond the ASM text (should not happen with a consistent Program).
         for pc in np.flatnonzero(~assigned):
             src = program.source[pc]
-            lab = norm.apply(src.comment) if (mode == "comments" and src.comment) else ""
+            lab = norm.apply(src.comment) if (mode != "markers" and src.comment) else ""
             pc_section[pc] = table.id((lab or UNLABELLED,))
     return SectionMap(tuple(table.paths), pc_section, mode, norm, has_markers, tuple(warnings))

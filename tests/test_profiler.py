@@ -79,6 +79,29 @@ def test_comment_sections_and_bracket_aggregation():
     assert len(merged.paths) == 3
 
 
+def test_block_sections_take_the_first_line_of_a_comment_block():
+    asm = """\
+; FFN Upsize Linear Generation
+; K-split inactive: num_k_tiles=1
+S_ADDI_INT gp1, gp0, 1
+; SILU Generation
+
+; detail after a blank line
+S_ADDI_INT gp1, gp0, 2
+; @section outer
+; Inner heading
+; inner detail
+S_ADDI_INT gp1, gp0, 3
+; @end
+"""
+    program = assemble(asm)
+    blocks = build_sections(program, "blocks")
+    assert [blocks.path_of(pc) for pc in range(3)] == [
+        ("FFN Upsize Linear Generation",), ("SILU Generation",), ("outer", "Inner heading")]
+    comments = build_sections(program, "comments")
+    assert comments.path_of(0) == ("K-split inactive: num_k_tiles=1",)
+
+
 def test_markers_build_a_hierarchy():
     asm = """\
 S_ADDI_INT gp1, gp0, 1
