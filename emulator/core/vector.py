@@ -138,17 +138,26 @@ def v_elementwise(code, masked, rd, rs1, rs2, is_vf, vram, fpr, gp, ctrl, params
 
 
 @jit
+def _reduction_operands(rd, rs1, vram, fpr, gp, params, row, err, pc):
+    """V_RED_*: read fp[rd] (before the VRAM row, as the reference) and load vs1 into `row` as f32."""
+    f, ok = fp_reg(fpr, rd, err, pc)
+    if not ok:
+        return f, False
+    r = vram_row(gp[rs1], params[P_VLEN], params[P_VRAM_DEPTH], err, pc)
+    if r < 0:
+        return f, False
+    bf16_row_to_f32(vram[r], row)
+    return f, True
+
+
+@jit
 def v_red_sum(masked, rd, rs1, vram, fpr, gp, ctrl, params, rows, err, pc):
     """fp[rd] = bf16(fp[rd] + sum(vs1)); the masked form counts each masked head HLEN times."""
-    f, ok = fp_reg(fpr, rd, err, pc)
+    f, ok = _reduction_operands(rd, rs1, vram, fpr, gp, params, rows[0], err, pc)
     if not ok:
         return False
     vlen = params[P_VLEN]
-    r = vram_row(gp[rs1], vlen, params[P_VRAM_DEPTH], err, pc)
-    if r < 0:
-        return False
     a = rows[0]
-    bf16_row_to_f32(vram[r], a)
     if masked:
         h = params[P_HLEN]
         heads = vlen // h
@@ -170,15 +179,11 @@ def v_red_sum(masked, rd, rs1, vram, fpr, gp, ctrl, params, rows, err, pc):
 @jit
 def v_red_max(rd, rs1, vram, fpr, gp, params, rows, err, pc):
     """fp[rd] = bf16(maxNum(max(vs1), fp[rd])); a row holding a NaN is ignored; the mask has no effect."""
-    f, ok = fp_reg(fpr, rd, err, pc)
+    f, ok = _reduction_operands(rd, rs1, vram, fpr, gp, params, rows[0], err, pc)
     if not ok:
         return False
     vlen = params[P_VLEN]
-    r = vram_row(gp[rs1], vlen, params[P_VRAM_DEPTH], err, pc)
-    if r < 0:
-        return False
     a = rows[0]
-    bf16_row_to_f32(vram[r], a)
     val = a[0]
     for i in range(1, vlen):
         x = a[i]
