@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import tomllib
+from functools import lru_cache
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -403,5 +404,7 @@ def load_settings(
     return _build(table, extra, source=source, missing=missing)
 
 
+@lru_cache(maxsize=1)
 def default_settings() -> Settings:
+    """The shipped settings (parsed once: Settings is immutable)."""
     return load_settings()
