@@ -105,3 +105,45 @@ def test_corpus_case_through_cli_matches_reference_dumps(corpus, tmp_path, capsy
     assert (tmp_path / "intsram_dump.bin").read_bytes() == (d / "expected" / "intsram_dump.bin").read_bytes()
     rows = np.load(d / "expected" / "vram_rows.npy")
     assert (tmp_path / "vram_dump.bin").read_bytes() == rows.astype("<u2").tobytes()
+
+
+def _case_args(d, *names):
+    flags = {"hbm.bin": "--hbm", "fp_sram.bin": "--fpsram", "int_sram.bin": "--intsram", "vram_preload.bin": "--vram"}
+    args = [str(d / "program.mem"), "--settings", str(d / "settings.toml")]
+    for name in names:
+        if (d / name).exists():
+            args += [flags[name], str(d / name)]
+    return args
+
+
+@needs_corpus
+@pytest.mark.parametrize("case", ["bmm_accumulate", "int_ld_st"])
+def test_vram_and_intsram_preloads_through_cli(corpus, tmp_path, capsys, case):
+    d = corpus / "ops" / case
+    expected = json.loads((d / "case.json").read_text())
+    args = _case_args(d, "hbm.bin", "fp_sram.bin", "int_sram.bin", "vram_preload.bin")
+    args += ["--hbm-size", str(expected["hbm_size"]), "--out", str(tmp_path), "--json", "--quiet"]
+    assert main(args) == EXIT_OK
+    out = json.loads(capsys.readouterr().out)
+    assert out["cycles"] in {expected["expected"]["cycles"], *map(int, expected["expected"].get("cycles_observed") or {})}
+    assert (tmp_path / "intsram_dump.bin").read_bytes() == (d / "expected" / "intsram_dump.bin").read_bytes()
+    rows = np.load(d / "expected" / "vram_rows.npy")
+    assert (tmp_path / "vram_dump.bin").read_bytes() == rows.astype("<u2").tobytes()
+
+
+@needs_corpus
+def test_reference_fallback_flag(corpus, capsys):
+    d = corpus / "ops" / "timing_missing_key_fallback"
+    args = _case_args(d, "hbm.bin", "fp_sram.bin", "vram_preload.bin") + ["--json"]
+    assert main(args) == EXIT_INPUT
+    assert "TRANSACTIONAL.LATENCY.VECTOR_SHIFT_CYCLES" in json.loads(capsys.readouterr().out)["error"]["message"]
+    assert main(args + ["--reference-fallback"]) == EXIT_OK
+    out = json.loads(capsys.readouterr().out)
+    assert out["cycles"] == json.loads((d / "case.json").read_text())["expected"]["cycles"]
+
+
+def test_hbm_size_limits_capacity(tmp_path, capsys):
+    # Y is stored at HBM 16384: with a 16 KiB HBM the store is beyond the capacity and aborts.
+    assert main(example_args("--json", "--hbm-size", "16K")) == EXIT_EMULATION
+    err = json.loads(capsys.readouterr().out)["error"]
+    assert err["kind"] == "out_of_range" and err["opcode"] == "H_STORE_V"
