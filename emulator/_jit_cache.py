@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from pathlib import Path
 
 import numba
@@ -31,5 +32,14 @@ def source_digest() -> str:
 def configure() -> None:
     if os.environ.get("NUMBA_CACHE_DIR"):
         return
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "plena-emulator"
-    numba.config.CACHE_DIR = str(base / f"numba-{source_digest()}")
+    name = f"numba-{source_digest()}"
+    candidates = [Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "plena-emulator",
+                  Path(tempfile.gettempdir()) / f"plena-emulator-{os.getuid() if hasattr(os, 'getuid') else 0}"]
+    for base in candidates:  # an unwritable home (containers, CI) falls back to the temp dir
+        try:
+            (base / name).mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(base / name, os.W_OK):
+            numba.config.CACHE_DIR = str(base / name)
+            return
