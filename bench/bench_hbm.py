@@ -78,6 +78,7 @@ WORKLOADS = {
     # name: (kind, rows, stride, offset step per instruction)
     "H_PREFETCH_M contiguous": ("prefetch", 64, DIM, 4096),
     "H_PREFETCH_M stride 4096": ("prefetch", 64, 4096, 64),
+    "H_PREFETCH_M stride 128 KiB": ("prefetch", 64, 128 * 1024, 64),   # every access a row conflict
     "H_PREFETCH_V 4 rows": ("prefetch", 4, DIM, 256),
     "H_STORE_V 4 rows": ("store", 4, DIM, 256),
 }
@@ -114,7 +115,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--instructions", type=int, default=200)
     args = ap.parse_args()
-    print(f"{'workload':28s} {'model':8s} {'ns/block':>10s} {'us/instr':>10s} {'cycles/instr':>13s}")
+    print(f"{'workload':30s} {'model':8s} {'ns/block':>10s} {'us/instr':>10s} {'cycles/instr':>13s}")
     for name, (kind, rows, stride, step) in WORKLOADS.items():
         for model in ("hbm2", "analytic"):
             run_workload(model, kind, rows, stride, step, 2)  # JIT / cache warm-up
@@ -124,7 +125,7 @@ def main() -> None:
                 sec, blocks, cycles = run_workload(model, kind, rows, stride, step, args.instructions)
                 per_block.append(sec / blocks * 1e9)
                 per_instr.append(sec / args.instructions * 1e6)
-            print(f"{name:28s} {model:8s} {statistics.median(per_block):10.1f} "
+            print(f"{name:30s} {model:8s} {statistics.median(per_block):10.1f} "
                   f"{statistics.median(per_instr):10.2f} {cycles / args.instructions:13.1f}")
     for model in ("hbm2", "analytic"):
         print(f"read_batch called from Python ({model}): {python_call_cost(model):.2f} us per call")

@@ -46,6 +46,7 @@ WR_LOW_WATERMARK = 0.2
 FAW_WINDOW = 4               # nFAW: the 5th ACT >= 15 after the 1st of the last four
 N_FAW = 15
 DEFAULT_PENDING_CAPACITY = 4096
+_NO_LIMIT = np.iinfo(np.int64).max   # _skip_quiet_ticks without an outside event to stop at
 
 ACT, PRE, RD, WR = 0, 1, 2, 3
 COMMANDS = ("ACT", "PRE", "RD", "WR")
@@ -386,11 +387,35 @@ def _best(mem, ch, kind, clk):
     r_bg = mem[O_READY_BG]
     r_ba = mem[O_READY_BANK]
     open_rows = mem[O_OPEN_ROW]
+    not_before = -1
+    if sorted_by_arrival:
+        # the fold reduces to: the first ready entry, else entry 0
+        first_cmd = -1
+        for i in range(n):
+            e = pool + mem[order + i] * N_ENTRY_FIELDS
+            ban = mem[e + E_BANK]
+            open_row = mem[open_rows + ban]
+            if open_row == -1:
+                cmd = ACT
+            elif open_row == mem[e + E_ROW]:
+                cmd = WR if mem[e + E_WRITE] != 0 else RD
+            else:
+                cmd = PRE
+            at = max(max(mem[r_ch + cmd], mem[r_pc + mem[e + E_PC] * N_CMD + cmd]),
+                     max(mem[r_bg + mem[e + E_BG] * N_CMD + cmd], mem[r_ba + ban * N_CMD + cmd]))
+            if clk >= at:
+                return i, cmd, True
+            if i == 0:
+                first_cmd = cmd
+                not_before = at
+            elif at < not_before:
+                not_before = at
+        mem[mem[O_NOT_BEFORE] + ch * N_BUF_KINDS + kind] = not_before
+        return 0, first_cmd, False
     best_i = -1
     best_cmd = -1
     best_ready = False
     best_arrive = 0
-    not_before = -1
     for i in range(n):
         e = pool + mem[order + i] * N_ENTRY_FIELDS
         ban = mem[e + E_BANK]
@@ -412,8 +437,6 @@ def _best(mem, ch, kind, clk):
             best_cmd = cmd
             best_ready = ready
             best_arrive = arrive
-            if ready and sorted_by_arrival:
-                break
     if not best_ready:
         mem[mem[O_NOT_BEFORE] + ch * N_BUF_KINDS + kind] = not_before
     return best_i, best_cmd, best_ready
@@ -507,6 +530,18 @@ def tick_all(mem):
 
 
 @jit
+def _read_refused(mem, addr):
+    """Whether send(mem, addr, False) would refuse the read now (it would change nothing)."""
+    ch = map_address(mem, addr)[0]
+    if mem[mem[O_BUF_LEN] + ch * N_BUF_KINDS + B_READ] < mem[H_QUEUE_CAPACITY]:
+        return False
+    for i in range(mem[mem[O_BUF_LEN] + ch * N_BUF_KINDS + B_WRITE]):
+        if mem[_entry(mem, ch, B_WRITE, i) + E_ADDR] == addr:
+            return False   # forwarded from the write buffer: accepted
+    return True
+
+
+@jit
 def send(mem, addr, is_write):
     """Offer one 16-byte request to its channel at the current clk.  False = refused (queue full)."""
     ch, pc, bg, ba, row, _col = map_address(mem, addr)
@@ -539,14 +574,83 @@ def send(mem, addr, is_write):
     return True
 
 
+@jit
+def _first_busy_clk(mem):
+    """Called right after a tick: a lower bound on the clk of the next tick that can change
+    anything (serve a read or issue a command).  Every tick before it is a no-op.
+
+    Per channel: the head of `pending` departs at its recorded cycle; a command can be chosen
+    only from the active buffer or the buffer the write mode selects, and those buffers'
+    not_before cycles are exact lower bounds while nothing is issued or sent on the channel
+    (-1, i.e. unknown, blocks skipping).  The write mode is already at its fixed point after a
+    tick that issued nothing (the watermark update is idempotent while buffer sizes are
+    unchanged); if it is not, skipping is refused rather than reasoned about.
+    """
+    clk = mem[H_NEXT]
+    bound = -1
+    have = False
+    for ch in range(1 << mem[H_CH_BITS]):
+        if mem[mem[O_PEND_LEN] + ch] > 0:
+            depart = mem[mem[O_PEND_DEPART] + ch * mem[H_PEND_CAP] + mem[mem[O_PEND_HEAD] + ch]]
+            if not have or depart < bound:
+                bound = depart
+                have = True
+            if bound <= clk + 1:
+                return clk + 1
+        lens = mem[O_BUF_LEN] + ch * N_BUF_KINDS
+        n_read = mem[lens + B_READ]
+        n_write = mem[lens + B_WRITE]
+        n_active = mem[lens + B_ACTIVE]
+        if n_read == 0 and n_write == 0 and n_active == 0:
+            if mem[mem[O_WRITE_MODE] + ch] == 0:
+                return clk + 1
+            continue
+        nb = mem[O_NOT_BEFORE] + ch * N_BUF_KINDS
+        if n_active > 0:
+            v = mem[nb + B_ACTIVE]
+            if v <= clk + 1:
+                return clk + 1
+            if not have or v < bound:
+                bound = v
+                have = True
+        wm = mem[mem[O_WRITE_MODE] + ch]
+        if wm == 0:
+            if n_write >= mem[H_WM_ENTER] or n_read == 0:
+                return clk + 1
+        elif n_write <= mem[H_WM_LEAVE] and n_read != 0:
+            return clk + 1
+        src = B_WRITE if wm != 0 else B_READ
+        if mem[lens + src] > 0:
+            v = mem[nb + src]
+            if v <= clk + 1:
+                return clk + 1
+            if not have or v < bound:
+                bound = v
+                have = True
+    if not have:
+        return clk + 1
+    return bound
+
+
+@jit
+def _skip_quiet_ticks(mem, limit):
+    """After a tick: jump next_instant over the ticks that provably do nothing, but not past
+    `limit` (the next_instant an outside event such as a retry or the catch-up target must see)."""
+    target = _first_busy_clk(mem) - 1
+    if target > limit:
+        target = limit
+    if target > mem[H_NEXT]:
+        mem[H_NEXT] = target
+
+
 # ------------------------------------------------------------------------------ wrapper (§9, §10)
 @jit
 def catch_up(mem, now):
     """Bring next_instant up to `now` (the wrapper does this only while no read is pending).
 
-    Ticks one by one while any controller has work (queued writes drain here); once all are
-    idle the remaining ticks would only switch every controller to write mode, so they are
-    replaced by exactly that.
+    Ticks while any controller has work (queued writes drain here), skipping runs of ticks in
+    which nothing can be issued; once all are idle the remaining ticks would only switch every
+    controller to write mode, so they are replaced by exactly that.
     """
     while mem[H_NEXT] < now:
         if _all_idle(mem):
@@ -555,6 +659,7 @@ def catch_up(mem, now):
             mem[H_NEXT] = now
             return
         tick_all(mem)
+        _skip_quiet_ticks(mem, now)
 
 
 @jit
@@ -617,7 +722,24 @@ def hbm2_read_batch(mem, now, block_addrs, n):
             if done > 0:
                 mem[H_PENDING] -= done
                 last_done = tick_at
-            tick_at = mem[H_NEXT] if mem[H_PENDING] > 0 else -1
+            if mem[H_PENDING] > 0:
+                # Ticks that change nothing are skipped.  A pending retry that would be refused
+                # now stays refused through them (a queue changes only when its channel issues),
+                # so those retries are skipped too and the retry moves to the next real tick's
+                # instant, where it still runs after the tick.  A retry that could succeed must
+                # see next_instant == retry_at + 1, so the skip stops there.
+                if retry_at < 0:
+                    _skip_quiet_ticks(mem, _NO_LIMIT)
+                elif _read_refused(mem, block_addrs[q >> per_block_bits]
+                                   + ((q & ((1 << per_block_bits) - 1)) << tx_bits)):
+                    _skip_quiet_ticks(mem, _NO_LIMIT)
+                    if mem[H_NEXT] > retry_at:
+                        retry_at = mem[H_NEXT]
+                else:
+                    _skip_quiet_ticks(mem, retry_at + 1)
+                tick_at = mem[H_NEXT]
+            else:
+                tick_at = -1
         elif retry_at >= 0:
             t = retry_at
             offering = True
