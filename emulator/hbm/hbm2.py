@@ -366,6 +366,24 @@ def _link(mem, ch, kind, slot):
 
 
 @jit
+def _entry_command(mem, e, open_rows, r_ch, r_pc, r_bg, r_ba):
+    """(prerequisite command, cycle it becomes issuable) of the queue entry at `e`: ACT for a
+    closed bank, the final RD/WR on a row hit, PRE on a row conflict; ready at the latest of the
+    channel, pseudochannel, bank-group and bank ready times for that command."""
+    ban = mem[e + E_BANK]
+    open_row = mem[open_rows + ban]
+    if open_row == -1:
+        cmd = ACT
+    elif open_row == mem[e + E_ROW]:
+        cmd = WR if mem[e + E_WRITE] != 0 else RD
+    else:
+        cmd = PRE
+    at = max(max(mem[r_ch + cmd], mem[r_pc + mem[e + E_PC] * N_CMD + cmd]),
+             max(mem[r_bg + mem[e + E_BG] * N_CMD + cmd], mem[r_ba + ban * N_CMD + cmd]))
+    return cmd, at
+
+
+@jit
 def _best(mem, ch, kind, clk):
     """FR-FCFS over one non-empty buffer: ready first, then oldest arrival, then list order.
 
@@ -393,16 +411,7 @@ def _best(mem, ch, kind, clk):
         first_cmd = -1
         for i in range(n):
             e = pool + mem[order + i] * N_ENTRY_FIELDS
-            ban = mem[e + E_BANK]
-            open_row = mem[open_rows + ban]
-            if open_row == -1:
-                cmd = ACT
-            elif open_row == mem[e + E_ROW]:
-                cmd = WR if mem[e + E_WRITE] != 0 else RD
-            else:
-                cmd = PRE
-            at = max(max(mem[r_ch + cmd], mem[r_pc + mem[e + E_PC] * N_CMD + cmd]),
-                     max(mem[r_bg + mem[e + E_BG] * N_CMD + cmd], mem[r_ba + ban * N_CMD + cmd]))
+            cmd, at = _entry_command(mem, e, open_rows, r_ch, r_pc, r_bg, r_ba)
             if clk >= at:
                 return i, cmd, True
             if i == 0:
@@ -418,16 +427,7 @@ def _best(mem, ch, kind, clk):
     best_arrive = 0
     for i in range(n):
         e = pool + mem[order + i] * N_ENTRY_FIELDS
-        ban = mem[e + E_BANK]
-        open_row = mem[open_rows + ban]
-        if open_row == -1:
-            cmd = ACT
-        elif open_row == mem[e + E_ROW]:
-            cmd = WR if mem[e + E_WRITE] != 0 else RD
-        else:
-            cmd = PRE
-        at = max(max(mem[r_ch + cmd], mem[r_pc + mem[e + E_PC] * N_CMD + cmd]),
-                 max(mem[r_bg + mem[e + E_BG] * N_CMD + cmd], mem[r_ba + ban * N_CMD + cmd]))
+        cmd, at = _entry_command(mem, e, open_rows, r_ch, r_pc, r_bg, r_ba)
         ready = clk >= at
         if not_before < 0 or at < not_before:
             not_before = at
