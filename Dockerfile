@@ -12,14 +12,18 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /opt/plena/src
 # README.m[d]: the readme is optional for the build (the glob may match nothing).
-COPY pyproject.toml README.m[d] ./
+COPY pyproject.toml requirements.lock README.m[d] ./
 COPY isa_specs ./isa_specs
 COPY emulator ./emulator
 COPY profiler ./profiler
 COPY api ./api
 
+# The locked, hash-checked dependency set (the README's install), then the package itself;
 # psycopg: the PostgreSQL driver for PLENA_API_DATABASE_URL=postgresql+psycopg://...
-RUN pip install . "psycopg[binary]>=3.1"
+RUN pip install --require-hashes --no-deps -r requirements.lock \
+    && pip install --no-deps . \
+    && pip install "psycopg[binary]>=3.1" \
+    && pip check
 
 # Compile the numba kernels into the image (the same warm-up every worker runs at start-up), so
 # that containers start in seconds; a run user owns the cache in case the CPU differs.
