@@ -389,7 +389,7 @@ class TensorOut(BaseModel):
 
 
 class SectionOut(BaseModel):
-    """Totals of one section (by default the nearest preceding full-line `;` comment, with
+    """Totals of one section (by default the first line of the nearest preceding `;` comment block, with
     `; @section NAME` ... `; @end` markers nesting; `pc N` for machine-code programs)."""
 
     name: str
@@ -453,7 +453,7 @@ class RunOut(BaseModel):
         "finished_at": "2026-11-22T10:00:01Z", "cycles": 120, "instructions": 3,
         "hbm_bytes_read": 512, "hbm_bytes_written": 0, "hbm_model": "hbm2", "wall_seconds": 0.01,
         "outputs": [{"name": "x", "shape": [4, 64], "dtype": "float32", "values": [0.5] * 4}],
-        "profile": {"sections_mode": "comments",
+        "profile": {"sections_mode": "blocks",
                     "totals": {"cycles": 120, "instructions": 3, "hbm_bytes_read": 512, "hbm_bytes_written": 0,
                                "macs": 0},
                     "unit_cycles": {"matrix": 0, "vector": 0, "scalar-int": 1, "scalar-fp": 0, "dma": 118,

@@ -2,13 +2,13 @@
 
 A *section path* is a tuple of names, outermost first.  Three ways to cut a program:
 
-* ``comments`` (default for ASM): an instruction belongs to the nearest preceding full-line ``;``
+* ``comments``: an instruction belongs to the nearest preceding full-line ``;``
   comment, the way PLENA compiler templates label code ("; Preload Activation Generation",
   "; FFN Gate", ...).  Comment labels are normalised (see `Normalization`) so that labels that
   differ only in register lists or numbers can be aggregated.
-* ``blocks``: like ``comments``, but a run of consecutive comment lines is one label, its first
-  line: compiler templates often follow a heading ("; FFN Upsize Linear Generation") with detail
-  lines ("; K-split inactive: ...") that ``comments`` would pick instead.
+* ``blocks`` (default for ASM): like ``comments``, but a run of consecutive comment lines is one
+  label, its first line: compiler templates often follow a heading ("; FFN Upsize Linear
+  Generation") with detail lines ("; K-split inactive: ...") that ``comments`` would pick instead.
 * ``markers``: only explicit markers count.  Users write ``; @section NAME`` ... ``; @end`` (nestable;
   ``; @end NAME`` additionally checks that the innermost open section is NAME).  In ``comments``
   mode markers are honoured too: the comment label becomes the leaf under the open markers, so
@@ -128,7 +128,7 @@ class _PathTable:
 
 
 def default_mode(program: Program) -> str:
-    return "comments" if program.source is not None else "pc"
+    return "blocks" if program.source is not None else "pc"
 
 
 def build_sections(program: Program, mode: str | None = None,

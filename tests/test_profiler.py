@@ -69,12 +69,12 @@ def test_normalization_rejects_unknown_steps():
 
 def test_comment_sections_and_bracket_aggregation():
     program = assemble(TEMPLATE_ASM)
-    smap = build_sections(program)
+    smap = build_sections(program, "comments")
     assert smap.mode == "comments"
     assert [smap.path_of(pc) for pc in range(len(program))] == [
         ("Preload Addr Reg Generation",)] * 2 + [("Reset Registers [[1, 2, 3]]",)] * 2 + \
         [("FFN Gate",)] * 3 + [("Reset Registers [[1, 2, 3, 4]]",)]
-    merged = build_sections(program, normalization=Normalization(brackets=True))
+    merged = build_sections(program, "comments", normalization=Normalization(brackets=True))
     assert merged.path_of(2) == merged.path_of(7) == ("Reset Registers",)
     assert len(merged.paths) == 3
 
@@ -100,6 +100,8 @@ S_ADDI_INT gp1, gp0, 3
         ("FFN Upsize Linear Generation",), ("SILU Generation",), ("outer", "Inner heading")]
     comments = build_sections(program, "comments")
     assert comments.path_of(0) == ("K-split inactive: num_k_tiles=1",)
+    default = build_sections(program)          # blocks is the default for ASM sources
+    assert default.mode == "blocks" and default.path_of(0) == blocks.path_of(0)
 
 
 def test_markers_build_a_hierarchy():
