@@ -41,6 +41,7 @@ from emulator.result import RunResult
 from emulator.settings import Settings
 from isa_specs import UNITS, eval_latency, load_isa
 
+from .heat import MAX_HEAT_PCS, source_heat
 from .sections import Normalization, SectionMap, build_sections
 
 DEFAULT_CLOCK_HZ = 1e9
@@ -262,6 +263,7 @@ class Profile:
     estimate: dict | None = None        # static profiles: what is exact and what is estimated
     warnings: list[str] = field(default_factory=list)
     wall_seconds: float | None = None
+    source: dict[str, Any] | None = None  # per-line heat table (profiler.heat), None when too long
 
     # ------------------------------------------------------------------ derived numbers
     @property
@@ -417,6 +419,9 @@ def build_profile(program: Program, settings: Settings, counters: Counters, *, k
     by_opcode = dict(sorted(by_opcode.items(), key=lambda kv: (-kv[1].cycles, kv[0])))
 
     problems = counters.consistency_problems()
+    heat = source_heat(program, smap, count, cyc, hr + hw)
+    if heat is None:
+        problems.append(f"no source heat table: the program has {n:,} instructions (limit {MAX_HEAT_PCS:,})")
     hot = []
     order = np.lexsort((np.arange(n), -count, -cyc))  # cycles desc, then count desc, then pc
     for pc in order[:max(hot_pcs, 0)].tolist():
@@ -449,7 +454,8 @@ def build_profile(program: Program, settings: Settings, counters: Counters, *, k
         peak_hbm_bytes_per_cycle=hbm_peak, peak_hbm_definition=hbm_def,
         hbm_model=hbm_model or settings.hbm_model, sections_mode=smap.mode,
         section_normalization=smap.normalization.describe(), error=error, estimate=estimate,
-        warnings=list(smap.warnings) + problems + list(warnings or []), wall_seconds=wall_seconds)
+        warnings=list(smap.warnings) + problems + list(warnings or []), wall_seconds=wall_seconds,
+        source=heat)
 
 
 def _section_order(node: SectionNode):

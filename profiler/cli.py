@@ -5,6 +5,7 @@
                       [--stage-profile-out stage.json] [--sections comments|blocks|markers|pc] ...
     plena-profile static PROG.asm [--settings S] [--int-sram F] [--profile-json p.json] ...
     plena-profile show SAVED.json [--profile-csv p.csv] [--max-sections N]
+    plena-profile html SAVED.json -o report.html     (one self-contained HTML page, profiler/html.py)
 
 The `emulate` command shares the profiling flags: it calls `add_profile_args(parser)`, merges
 `profile_run_kwargs(args, program)` into its `run(...)` call and then `handle_profile(args, result)`.
@@ -73,14 +74,16 @@ def add_profile_args(parser: argparse.ArgumentParser, *, with_switch: bool = Tru
                    help="write a Chrome-trace/Perfetto timeline (open in ui.perfetto.dev or chrome://tracing)")
     g.add_argument("--profile-json", metavar="OUT.json", help="write the profile as JSON (profiler/SCHEMA.md)")
     g.add_argument("--profile-csv", metavar="OUT.csv", help="write the profile as CSV")
+    g.add_argument("--html", metavar="OUT.html",
+                   help="write a self-contained HTML report (charts and source heat view; opens offline)")
     g.add_argument("--stage-profile-out", metavar="OUT.json",
                    help="write the reference's --stage-profile-asm JSON (labels from the program's ASM)")
     g.add_argument("--stage-profile-asm", metavar="ASM",
                    help="ASM to take the stage labels from (default: the program's own ASM; needed for .mem)")
     g.add_argument("--sections", choices=SECTION_MODES, default=None,
-                   help="what a section is: the nearest `;` comment (comments, default for ASM), the first line of "
-                        "the nearest comment block (blocks), only `; @section` markers, or every pc (default "
-                        "for machine code)")
+                   help="what a section is: the first line of the nearest comment block (blocks, default for "
+                        "ASM), the nearest `;` comment (comments), only `; @section` markers, or every pc "
+                        "(default for machine code)")
     g.add_argument("--section-normalize", metavar="STEPS", default="basic",
                    help="clean comment labels: basic (default), all, or a comma list of brackets,numbers")
     g.add_argument("--clock", type=parse_clock, default=DEFAULT_CLOCK_HZ, metavar="HZ",
@@ -102,7 +105,7 @@ def add_profile_args(parser: argparse.ArgumentParser, *, with_switch: bool = Tru
 
 def profiling_requested(args: argparse.Namespace) -> bool:
     return bool(getattr(args, "profile", False) or args.trace or args.profile_json or args.profile_csv
-                or args.stage_profile_out or args.stage_profile_asm)
+                or args.html or args.stage_profile_out or args.stage_profile_asm)
 
 
 def profile_run_kwargs(args: argparse.Namespace, program: Program) -> dict[str, Any]:
@@ -131,6 +134,10 @@ def _emit(profile: Profile, args: argparse.Namespace, out: TextIO, *, print_tabl
         write_json(profile, args.profile_json)
     if args.profile_csv:
         write_csv(profile, args.profile_csv)
+    if args.html:
+        from .html import write_report
+
+        write_report(profile, args.html)
     if print_table:
         print_report(profile, make_console(out), max_sections=args.top)
 
@@ -210,6 +217,11 @@ def _parser() -> argparse.ArgumentParser:
     sh.add_argument("saved", help="a plena-profile JSON file")
     sh.add_argument("--profile-csv", metavar="OUT.csv", help="also write it as CSV")
     sh.add_argument("--top", type=_positive_int, default=30, metavar="N", help="rows of the section table")
+
+    h = sub.add_parser("html", help="write a saved profile as one self-contained HTML report")
+    h.add_argument("saved", help="a plena-profile JSON file")
+    h.add_argument("-o", "--output", metavar="OUT.html", required=True, help="where to write the report")
+    h.add_argument("--title", default=None, help="page title (default: the program's name)")
     return ap
 
 
@@ -222,6 +234,12 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
             print_report(profile, make_console(out), max_sections=args.top)
             if args.profile_csv:
                 write_csv(profile, args.profile_csv)
+            return 0
+        if args.command == "html":
+            from .html import write_report
+
+            write_report(load_profile(args.saved), args.output, args.title)
+            print(f"wrote {args.output}", file=out)
             return 0
         program, settings = _load_inputs(args)
         if args.command == "static":

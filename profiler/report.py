@@ -17,7 +17,7 @@ every field in profiler/SCHEMA.md).  Top level, in this order::
     by_opcode {<mnemonic>: <opcode row>}   sorted by cycles (descending),
     hot_pcs [ {pc, line, text, opcode, unit, section, count, cycles, share, hbm_bytes_read,
                hbm_bytes_written} ],
-    warnings [str], wall_seconds
+    warnings [str], wall_seconds, source (per-line heat table, profiler/heat.py)
 
     <section> = {name, path, first_pc, static_instructions, cycles, share, seconds, instructions,
                  hbm_bytes_read, hbm_bytes_written, macs, macs_per_cycle, matrix_utilisation,
@@ -46,6 +46,7 @@ from emulator.errors import InputError
 from isa_specs import UNITS
 
 from .aggregate import HotPc, OpStats, Profile, SectionNode, Stats
+from .heat import heat_problems
 
 SCHEMA = "plena-profile"
 SCHEMA_VERSION = 1
@@ -139,6 +140,7 @@ def profile_to_dict(p: Profile) -> dict[str, Any]:
                      "hbm_bytes_written": h.hbm_bytes_written} for h in p.hot_pcs],
         "warnings": list(p.warnings),
         "wall_seconds": p.wall_seconds,
+        "source": p.source,
     }
 
 
@@ -194,6 +196,15 @@ def _section_from(d: dict, where: str) -> SectionNode:
     return node
 
 
+def _source_from(heat: Any) -> dict | None:
+    if heat is None:
+        return None
+    problems = heat_problems(heat)
+    if problems:
+        raise ProfileFormatError("; ".join(problems))
+    return heat
+
+
 def profile_from_dict(d: Any) -> Profile:
     if not isinstance(d, dict) or d.get("schema") != SCHEMA:
         raise ProfileFormatError(f"not a {SCHEMA} JSON document (missing \"schema\": \"{SCHEMA}\")")
@@ -231,7 +242,7 @@ def profile_from_dict(d: Any) -> Profile:
         peak_hbm_definition=str(hbm.get("peak_definition", "")), hbm_model=str(hbm.get("model", "")),
         sections_mode=str(d.get("sections_mode", "")), section_normalization=str(d.get("section_normalization", "")),
         error=d.get("error"), estimate=d.get("estimate"), warnings=list(d.get("warnings") or []),
-        wall_seconds=d.get("wall_seconds"))
+        wall_seconds=d.get("wall_seconds"), source=_source_from(d.get("source")))
 
 
 def load_profile(path: str | Path) -> Profile:
