@@ -20,6 +20,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.concurrency import run_in_threadpool
 
 from .config import ServiceSettings, get_service_settings
+from .dashboard import data as dashboard_data
+from .dashboard import pages as dashboard_pages
 from .jobs import QueueFull
 from .routers import meta, runs, tools
 from .service import RequestInvalid, RunService
@@ -135,6 +137,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.include_router(runs.router)
     app.include_router(tools.router)
     app.include_router(meta.router)
+    app.include_router(dashboard_data)
+    app.include_router(dashboard_pages)
     app.add_exception_handler(RequestInvalid, _request_invalid)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(QueueFull, _queue_full)

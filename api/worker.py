@@ -398,6 +398,9 @@ def execute_estimate(payload: dict[str, Any], progress: Callable[[int, int], Non
                            "estimated": list(info.get("estimated", [])), "notes": list(info.get("notes", [])),
                            "error": prof.error, "wall_seconds": prof.wall_seconds}
     outcome["profile"] = profile_summary(prof)
+    from profiler.report import profile_to_dict
+
+    outcome["profile_doc"] = profile_to_dict(prof)   # the dashboard draws the full document
     return outcome
 
 
