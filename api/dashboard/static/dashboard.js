@@ -26,7 +26,10 @@
     root.replaceChildren(el("div", {class: "error-box", id: "page-error", text: message}));
   }
 
-  function rendered() { document.body.dataset.rendered = "1"; }
+  function rendered() {
+    if (document.body.dataset.rendered !== "1") performance.mark("plena-rendered");   // bench/bench_dashboard.py
+    document.body.dataset.rendered = "1";
+  }
 
   function settingsText(s) {
     if (!s) return "";
