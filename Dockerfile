@@ -17,6 +17,8 @@ COPY isa_specs ./isa_specs
 COPY emulator ./emulator
 COPY profiler ./profiler
 COPY api ./api
+# The shipped examples the dashboard's "new run" page offers (PLENA_API_EXAMPLES_DIR).
+COPY examples ./examples
 
 # The locked, hash-checked dependency set (the README's install), then the package itself;
 # psycopg: the PostgreSQL driver for PLENA_API_DATABASE_URL=postgresql+psycopg://...
@@ -35,6 +37,7 @@ RUN useradd --system --uid 10001 --home-dir /data plena \
 USER plena
 WORKDIR /data
 ENV PLENA_API_DATABASE_URL=sqlite:////data/plena_runs.db \
+    PLENA_API_EXAMPLES_DIR=/opt/plena/src/examples \
     PLENA_API_DATA_DIR=/data/blobs \
     PLENA_API_HOST=0.0.0.0 \
     PLENA_API_PORT=8000
