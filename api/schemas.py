@@ -57,6 +57,10 @@ NestedFloats = TypeAliasType("NestedFloats", list[Union[JsonFloat, "NestedFloats
 RunStatus = Literal["queued", "running", "succeeded", "failed", "invalid", "cancelled"]
 FINISHED_STATUSES: tuple[str, ...] = ("succeeded", "failed", "invalid", "cancelled")
 DumpName = Literal["vram", "mram", "fpsram", "intsram"]
+SectionMode = Literal["blocks", "comments", "markers", "pc"]
+SECTIONS_DESCRIPTION = ("how the profile cuts the program into sections: blocks (default for ASM: the first line "
+                        "of each comment block), comments (the nearest comment line), markers (only `; @section` "
+                        "markers), pc (one per instruction; the default for machine code)")
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$"
 TAG_PATTERN = r"^[A-Za-z0-9_.:\-]{1,64}$"
 RUN_ID_PATTERN = r"^[0-9a-f]{32}$"
@@ -305,6 +309,7 @@ class RunRequest(_In):
     trace: bool = Field(False, description="record a Perfetto trace (GET /v1/runs/{id}/trace)")
     trace_limit: int | None = Field(None, ge=1, description="instructions recorded in the trace "
                                                             "(default and maximum: the service's)")
+    sections: SectionMode | None = Field(None, description=SECTIONS_DESCRIPTION)
 
     @field_validator("tensors")
     @classmethod
@@ -344,6 +349,7 @@ class EstimateRequest(_In):
     settings: SettingsIn | None = None
     int_sram: Base64Bytes | None = Field(None, description="INT SRAM preload (uint32 LE) that S_LD_INT reads")
     max_instructions: int | None = Field(None, ge=1, description="instruction budget (<= the service's)")
+    sections: SectionMode | None = Field(None, description=SECTIONS_DESCRIPTION)
 
 
 # ----------------------------------------------------------------------------------------- outputs

@@ -137,7 +137,8 @@ class RunService:
             raise RequestInvalid([{"loc": ["body", "max_instructions"], "type": "value_error", "ctx": None,
                                    "msg": f"at most {self.cfg.max_instructions} on this service"}])
         return {"kind": "estimate", "program": program_spec, "settings": settings_spec, "int_sram": req.int_sram,
-                "max_instructions": max_instructions, "max_wall_seconds": self.cfg.max_wall_seconds}
+                "max_instructions": max_instructions, "max_wall_seconds": self.cfg.max_wall_seconds,
+                "sections": req.sections}
 
     def submit_estimate(self, payload: dict[str, Any]) -> Job:
         job = Job(id=uuid.uuid4().hex, payload=payload, wall_limit=self.cfg.max_wall_seconds, recorded=False)
@@ -239,6 +240,7 @@ class RunService:
             "max_wall_seconds": wall,
             "max_output_bytes": cfg.max_output_bytes,
             "trace_limit": trace_limit,
+            "sections": req.sections,
         }
         return Prepared(payload, program.sha256, len(program), req.program.name, wall)
 

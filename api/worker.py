@@ -182,12 +182,14 @@ def read_dumps(result: Any, names: list[str]) -> dict[str, bytes]:
     return out
 
 
-def perfetto_trace(result: Any) -> bytes:
+def perfetto_trace(result: Any, section_mode: str | None = None) -> bytes:
     """Chrome/Perfetto trace-event JSON of the run (profiler.trace: a sections track and one track
     per unit; exact for the recorded instructions, an aggregated tail after them)."""
+    from profiler.sections import build_sections
     from profiler.trace import build_trace
 
-    return json.dumps(build_trace(result), separators=(",", ":"), allow_nan=False).encode()
+    doc = build_trace(result, build_sections(result.program, section_mode))
+    return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
 
 
 def _section_summary(node: Any, total_cycles: int) -> dict[str, Any]:
@@ -216,14 +218,14 @@ def profile_summary(profile: Any) -> dict[str, Any]:
     }
 
 
-def build_profile(result: Any) -> tuple[dict[str, Any], bytes]:
+def build_profile(result: Any, section_mode: str | None = None) -> tuple[dict[str, Any], bytes]:
     """(summary, full plena-profile JSON) of a run, from the profiler package."""
     import dataclasses
 
     from profiler.aggregate import profile_run
     from profiler.report import profile_to_dict
 
-    prof = profile_run(result)
+    prof = profile_run(result, section_mode=section_mode)
     summary = profile_summary(prof)
     stored = dataclasses.replace(prof, sections=prof.sections[:PROFILE_STORED_SECTIONS])
     doc = profile_to_dict(stored)
@@ -346,9 +348,9 @@ def finish_outputs(result: Any, payload: dict[str, Any], outcome: dict[str, Any]
         outcome["outputs"] = read_outputs(result, wanted)
     outcome["dumps"] = read_dumps(result, dumps)   # kept on failure too: the state up to the abort
     if result.trace is not None and payload.get("trace_limit"):
-        outcome["trace"] = perfetto_trace(result)
+        outcome["trace"] = perfetto_trace(result, payload.get("sections"))
     try:
-        outcome["profile"], outcome["profile_json"] = build_profile(result)
+        outcome["profile"], outcome["profile_json"] = build_profile(result, payload.get("sections"))
     except Exception as exc:  # a profile problem (e.g. unbalanced @section markers) never fails the run
         log.warning("no profile for this run: %s", exc)
         outcome["warnings"].append(f"no profile: {exc}")
@@ -371,7 +373,8 @@ def execute_estimate(payload: dict[str, Any], progress: Callable[[int, int], Non
         stage_loc = ["body", "int_sram"]
         prof = static_profile(program, settings, int_sram=payload.get("int_sram"),
                               max_instructions=payload.get("max_instructions"),
-                              max_wall_seconds=payload.get("max_wall_seconds"))
+                              max_wall_seconds=payload.get("max_wall_seconds"),
+                              section_mode=payload.get("sections"))
     except RunCancelled:
         outcome["status"] = "cancelled"
         outcome["error"] = error_dict("cancelled", "the estimate was cancelled")

@@ -381,6 +381,7 @@ def test_upload_a_program_and_land_on_its_run_page(service, runs, browser):
     browser.find("#f-hbm").send_keys(str(EXAMPLE / "hbm.bin"))
     browser.find("#f-fpsram").send_keys(str(EXAMPLE / "fp_sram.bin"))
     browser.find("#f-tag").send_keys("uploaded")
+    browser.find('#f-sections option[value="comments"]').click()
     browser.shot("new")
     browser.find("#upload-run").click()
     browser.until(lambda: "/runs/" in browser.driver.current_url)
@@ -388,7 +389,10 @@ def test_upload_a_program_and_land_on_its_run_page(service, runs, browser):
     run_id = browser.driver.current_url.rsplit("/", 1)[1]
     run = httpx.get(f"{service}/v1/runs/{run_id}").json()
     assert run["tag"] == "uploaded" and run["cycles"] == runs["hbm2"][0]["cycles"]
-    _check_run_page(browser, run, httpx.get(f"{service}/v1/runs/{run_id}/profile").json())
+    profile = httpx.get(f"{service}/v1/runs/{run_id}/profile").json()
+    assert profile["sections_mode"] == "comments"          # the form's choice reached the service
+    _check_run_page(browser, run, profile)
+    assert "sections: comments" in browser.find(".settings-line").text
     assert httpx.get(f"{service}/v1/runs").json()["total"] == before + 1
     browser.check_clean(service)
 

@@ -37,6 +37,7 @@ from profiler.html import asset_text, plotly_js
 
 from ..deps import RunDep, RunId, ServiceDep
 from ..schemas import (
+    SECTIONS_DESCRIPTION,
     TAG_PATTERN,
     EmulationErrorResponse,
     EstimateRequest,
@@ -44,6 +45,7 @@ from ..schemas import (
     MessageResponse,
     RunRequest,
     RunStatus,
+    SectionMode,
 )
 from ..service import RunService
 from .examples import ExampleOut, example_request, list_examples
@@ -236,6 +238,7 @@ async def run_example(
     name: Annotated[str, Path(max_length=64)],
     tag: Annotated[str | None, Form(pattern=TAG_PATTERN)] = None,
     trace: Annotated[bool, Form()] = True,
+    sections: Annotated[SectionMode | None, Form(description=SECTIONS_DESCRIPTION)] = None,
 ) -> Response:
     """Queue a run of example `name` (as `POST /v1/runs?async=true`); follow its `links.events`."""
     from ..routers.runs import start_run
@@ -243,7 +246,7 @@ async def run_example(
     body = await run_in_threadpool(example_request, name)
     if body is None:
         raise HTTPException(404, f"no example {name!r}")
-    body.update(tag=tag, trace=trace)
+    body.update(tag=tag, trace=trace, sections=sections)
     try:
         req = RunRequest.model_validate(body)
     except ValidationError as exc:
@@ -258,6 +261,7 @@ async def dashboard_estimate(
     program: Annotated[UploadFile, File(description="program.asm or program.mem")],
     settings: Annotated[UploadFile | None, File(description="plena_settings.toml")] = None,
     intsram: Annotated[UploadFile | None, File(description="INT SRAM preload (u32 LE)")] = None,
+    sections: Annotated[SectionMode | None, Form(description=SECTIONS_DESCRIPTION)] = None,
 ) -> Response:
     """`POST /v1/estimate` for uploaded files, answered with the full plena-profile document
     (kind "static") so that the dashboard draws it with the run page's charts."""
@@ -265,7 +269,7 @@ async def dashboard_estimate(
 
     text = await _text(program, "program")
     kind = "mem" if (program.filename or "").lower().endswith(MACHINE_CODE_SUFFIXES) else "asm"
-    body: dict[str, Any] = {"program": {kind: text, "name": _program_name(program.filename)}}
+    body: dict[str, Any] = {"program": {kind: text, "name": _program_name(program.filename)}, "sections": sections}
     if settings is not None:
         body["settings"] = {"toml": await _text(settings, "settings")}
     if intsram is not None:

@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from ..deps import RunDep, ServiceDep
 from ..schemas import (
     NAME_PATTERN,
+    SECTIONS_DESCRIPTION,
     TAG_PATTERN,
     DumpName,
     EmulationErrorResponse,
@@ -30,6 +31,7 @@ from ..schemas import (
     RunOut,
     RunRequest,
     RunStatus,
+    SectionMode,
 )
 from ..service import RunService
 
@@ -141,6 +143,7 @@ async def create_run_from_files(
     max_instructions: Annotated[int | None, Form(ge=1)] = None,
     max_wall_seconds: Annotated[float | None, Form(gt=0)] = None,
     trace: Annotated[bool, Form()] = False,
+    sections: Annotated[SectionMode | None, Form(description=SECTIONS_DESCRIPTION)] = None,
     run_async: Annotated[bool, ASYNC_QUERY] = False,
 ) -> Response:
     """The same run as POST /v1/runs, with the reference's files as multipart uploads."""
@@ -158,7 +161,8 @@ async def create_run_from_files(
     outputs_obj = _json_field(outputs, "outputs")
     if outputs_obj is not None:
         body["outputs"] = outputs_obj
-    body.update(tag=tag, max_instructions=max_instructions, max_wall_seconds=max_wall_seconds, trace=trace)
+    body.update(tag=tag, max_instructions=max_instructions, max_wall_seconds=max_wall_seconds, trace=trace,
+                sections=sections)
     try:
         req = RunRequest.model_validate(body)
     except ValidationError as exc:

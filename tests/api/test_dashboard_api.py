@@ -190,3 +190,27 @@ def test_estimate_endpoint_returns_the_full_static_profile(client):
     assert doc["estimate"]["exact"] == plain["exact"] and doc["source"]["lines"][0].startswith("; Example")
     bad = client.post("/dashboard/api/estimate", files={"program": ("bad.asm", b"S_ADD_INTX gp1\n")})
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][:2] == ["body", "program"]
+
+
+def test_section_mode_is_blocks_by_default_and_selectable(client):
+    asm = "; FFN Upsize Linear Generation\n; K-split inactive: num_k_tiles=1\nS_ADDI_INT gp1, gp0, 1\n"
+    default = _run(client, asm, trace=True)
+    assert default["profile"]["sections_mode"] == "blocks"
+    assert [s["name"] for s in default["profile"]["sections"]] == ["FFN Upsize Linear Generation"]
+    comments = _run(client, asm, sections="comments", trace=True)
+    assert [s["name"] for s in comments["profile"]["sections"]] == ["K-split inactive: num_k_tiles=1"]
+    trace = client.get(comments["links"]["trace"]).json()          # the trace's sections track agrees
+    assert {e["name"] for e in trace["traceEvents"] if e.get("cat") == "section"} == {"K-split inactive: num_k_tiles=1"}
+    files = {"program": ("k.asm", asm.encode())}
+    upload = client.post("/v1/runs/files", files=files, data={"sections": "comments"}).json()
+    assert upload["profile"]["sections_mode"] == "comments"
+    bad = client.post("/v1/runs/files", files=files, data={"sections": "lines"})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "sections"]
+    est = client.post("/v1/estimate", json={"program": {"asm": asm}, "sections": "comments"}).json()
+    assert est["profile"]["sections_mode"] == "comments"
+    doc = client.post("/dashboard/api/estimate", files=files, data={"sections": "markers"}).json()
+    assert doc["sections_mode"] == "markers" and doc["sections"][0]["name"] == "(unlabelled)"
+    r = client.post("/dashboard/api/examples/linear/runs", data={"sections": "comments"})
+    from tests.api.conftest import wait_for
+
+    assert wait_for(client, r.json()["id"], ("succeeded",))["profile"]["sections_mode"] == "comments"

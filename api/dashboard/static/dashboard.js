@@ -404,6 +404,7 @@
       document.getElementById("example-error").textContent = "";
       const fd = new FormData();
       if (exForm.tag.value.trim()) fd.append("tag", exForm.tag.value.trim());
+      fd.append("sections", exForm.sections.value);
       try {
         const acc = await getJSON(`/dashboard/api/examples/${encodeURIComponent(select.value)}/runs`, {method: "POST", body: fd});
         follow(acc.id, progress, () => { location.href = `/runs/${acc.id}`; });
@@ -416,7 +417,7 @@
     form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
       clearErrors(form);
-      const fd = multipart(form, ["program", "settings", "hbm", "fpsram", "intsram", "vram", "overrides", "tag", "trace"]);
+      const fd = multipart(form, ["program", "settings", "hbm", "fpsram", "intsram", "vram", "overrides", "tag", "trace", "sections"]);
       progress.textContent = "uploading…";
       try {
         const acc = await getJSON("/v1/runs/files?async=true", {method: "POST", body: fd});
@@ -438,7 +439,7 @@
       const view = document.getElementById("estimate-view"), source = document.getElementById("source-view");
       view.replaceChildren(el("p", {class: "note", text: "estimating…"}));
       try {
-        const doc = await getJSON("/dashboard/api/estimate", {method: "POST", body: multipart(form, ["program", "settings", "intsram"])});
+        const doc = await getJSON("/dashboard/api/estimate", {method: "POST", body: multipart(form, ["program", "settings", "intsram", "sections"])});
         V.renderSource(source, doc);
         V.renderRun(view, doc, {onSection: (path) => V.focusSection(source, path)});
         document.body.dataset.estimated = "1";
