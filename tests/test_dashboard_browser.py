@@ -25,6 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from emulator.asm import assemble
 from tests.conftest import CONFORMANCE, NO_CORPUS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,6 +38,11 @@ CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-
                   "--disable-dev-shm-usage", "--window-size=1400,1000")
 ABORT_ASM = "; setup\nS_ADDI_INT gp1, gp0, 3\n; misaligned load\nH_PREFETCH_V gp1, gp0, a0, 0, 0\n"
 BAD_ASM = "; broken\nS_ADDI_INT gp1, gp0, 1\nS_ADD_INTX gp1, gp2, gp3\n"
+# 3,000,000+ dynamic instructions: three nested 100-trip loops around three scalar instructions.
+LONG_ASM = ("; long run\nC_LOOP_START gp5, 100\nC_LOOP_START gp6, 100\nC_LOOP_START gp7, 100\n"
+            "S_ADDI_INT gp1, gp1, 1\nS_ADDI_INT gp2, gp2, 2\nS_ADD_FP f1, f1, f2\n"
+            "C_LOOP_END gp7\nC_LOOP_END gp6\nC_LOOP_END gp5\n")
+MEM_WORDS = 2500     # a machine-code program: one `pc N` section per word, more than the view's 1000 blocks
 WAIT = 60
 
 selenium = pytest.importorskip("selenium", reason="selenium is not installed (pip install -e '.[dev]')")
@@ -115,6 +121,10 @@ def runs(service):
         add("analytic", files=_example_files(), data={"tag": "example", "trace": "true",
                                                       "overrides": json.dumps({"hbm_model": "analytic"})})
         add("abort", json_body={"program": {"asm": ABORT_ASM, "name": "abort"}, "tag": "abort"}, expect=400)
+        add("long", json_body={"program": {"asm": LONG_ASM, "name": "long"}, "tag": "long", "trace": True,
+                               "settings": {"overrides": {"MAX_LOOP_INSTRUCTIONS": 1 << 40}}})
+        mem = assemble("".join(f"S_ADDI_INT gp1, gp1, {i % 7}\n" for i in range(MEM_WORDS))).to_mem_text()
+        add("mem", files={"program": ("words.mem", mem.encode())}, data={"tag": "mem"})
         if CONFORMANCE is not None:
             case = CONFORMANCE / "aten_ffn"
             files = {"program": ("aten_ffn.asm", (case / "program.asm").read_bytes())}
@@ -206,7 +216,7 @@ def plotted(browser: Browser, div_id: str) -> list[dict]:
 def test_runs_list_sorts_filters_and_opens_a_run(service, runs, browser):
     browser.open(f"{service}/")
     rows = browser.all("#runs-table tbody tr.run-row")
-    assert len(rows) == len(runs)
+    assert len(rows) == len(runs)         # fewer than a page
     assert browser.find("#runs-count").text == f"{len(runs)} runs"
     newest = httpx.get(f"{service}/dashboard/api/runs").json()["items"]
     assert [r.get_attribute("data-id") for r in rows] == [r["id"] for r in newest]
@@ -316,6 +326,39 @@ def test_timeline_lanes_zoom_and_trace_download(service, runs, browser):
     href = browser.find("#trace-download").get_attribute("href")
     trace = httpx.get(href).json()
     assert trace["otherData"]["cycles"] == run["cycles"]
+    browser.check_clean(service)
+
+
+def test_timeline_of_a_3m_instruction_run_bins_then_zooms_to_slices(service, runs, browser):
+    run, profile = runs["long"]
+    assert run["instructions"] > 3_000_000
+    browser.open(f"{service}/runs/{run['id']}/timeline")
+    assert browser.find("#chart-timeline").get_attribute("data-mode") == "bins"
+    heat = next(t for t in plotted(browser, "chart-timeline") if t["type"] == "heatmap")
+    assert {"scalar-int", "scalar-fp", "control"} <= set(heat["y"])
+    assert "aggregated" in browser.find("#timeline-info").text        # the trace's exact prefix is named
+    browser.js("Plotly.relayout('chart-timeline', {'xaxis.range[0]': 5000, 'xaxis.range[1]': 5600})")
+    browser.until(lambda: browser.find("#chart-timeline").get_attribute("data-mode") == "slices")
+    assert browser.find("#timeline-info").text.startswith("cycles 5,000–5,600")
+    names = browser.js("return document.getElementById('chart-timeline').data"
+                       ".flatMap(t => (t.customdata || []).map(c => c[0]))")
+    assert {"S_ADDI_INT", "S_ADD_FP"} <= set(names)
+    browser.shot("timeline-3m")
+    browser.check_clean(service)
+
+
+def test_machine_code_program_source_is_folded_into_line_ranges(service, runs, browser):
+    run, profile = runs["mem"]
+    assert profile["sections_mode"] == "pc" and len(profile["source"]["lines"]) == MEM_WORDS
+    browser.open(f"{service}/runs/{run['id']}/source")
+    blocks = browser.all("details.src-block")
+    assert 0 < len(blocks) <= 1000
+    assert blocks[0].get_attribute("data-path").startswith("lines 1–")
+    target = profile["sections"][0]["path"]                     # e.g. ["pc 17"]
+    browser.driver.get(f"{service}/runs/{run['id']}/source#section={'%20/%20'.join(target)}")
+    browser.wait_rendered()
+    line = profile["source"]["pc_line"][int(target[0].split()[1])]
+    browser.until(lambda: "flash" in browser.find(f"#L{line}").get_attribute("class"))
     browser.check_clean(service)
 
 

@@ -269,12 +269,26 @@
     return {count, cycles, hbm, section};
   }
 
+  const MAX_BLOCKS = 1000;
+
   function blocksOf(table, n) {
-    const blocks = [];
+    let blocks = [];
     for (let i = 0; i < n; i++) {
       const last = blocks[blocks.length - 1];
       if (last && last.section === table.section[i]) { last.end = i; }
       else blocks.push({section: table.section[i], start: i, end: i});
+    }
+    if (blocks.length > MAX_BLOCKS) {
+      // Thousands of one-line sections (pc mode, machine code): fold runs of them into line ranges
+      // so the page stays light; each range still opens on demand.
+      const per = Math.ceil(blocks.length / MAX_BLOCKS);
+      const merged = [];
+      for (let k = 0; k < blocks.length; k += per) {
+        const group = blocks.slice(k, k + per);
+        merged.push({section: -1, start: group[0].start, end: group[group.length - 1].end,
+          label: `lines ${group[0].start + 1}–${group[group.length - 1].end + 1} (${group.length} sections)`});
+      }
+      blocks = merged;
     }
     for (const b of blocks) {
       b.cycles = 0; b.count = 0;
@@ -322,7 +336,7 @@
     const blocks = blocksOf(table, n);
     const openAll = n <= OPEN_ALL_BELOW_LINES;
     const blockEls = blocks.map((b) => {
-      const path = b.section >= 0 ? src.section_paths[b.section] : ["(no instructions)"];
+      const path = b.label ? [b.label] : b.section >= 0 ? src.section_paths[b.section] : ["(no instructions)"];
       const share = total ? b.cycles / total : 0;
       const details = el("details", {class: "src-block", "data-path": path.join(SEP),
         "data-first-line": String(b.start + 1)}, [
@@ -354,6 +368,7 @@
     ]);
     const header = el("div", {class: "src-line src-head"}, ["line", "count", "cycles", "share", "source"]
       .map((h) => el("span", {text: h})));
+    root._source = src;
     root.replaceChildren(el("h3", {text: "Hot lines"}), hot, toolbar, header,
       el("div", {class: "src-blocks", id: "src-blocks"}, blockEls));
   }
@@ -384,7 +399,17 @@
       const p = d.dataset.path;
       return p === key || p.startsWith(key + SEP);
     });
-    if (!blocks.length) return false;
+    if (!blocks.length) {
+      // The section's lines sit in a folded line range (see MAX_BLOCKS): go to its first line.
+      const src = root._source;
+      const ids = new Set();
+      (src ? src.section_paths : []).forEach((p, i) => {
+        const k = p.join(SEP);
+        if (k === key || k.startsWith(key + SEP)) ids.add(i);
+      });
+      const pc = src ? src.pc_section.findIndex((id) => ids.has(id)) : -1;
+      return pc >= 0 && focusLine(root, src.pc_line[pc]);
+    }
     for (const d of blocks) { d.open = true; fillBlock(d); d.classList.add("focused"); }
     flash(blocks[0]);
     return true;
