@@ -180,14 +180,17 @@ class Browser:
     def until(self, predicate, timeout: float = WAIT):
         return WebDriverWait(self.driver, timeout).until(lambda d: predicate())
 
-    def check_clean(self, origin: str, allowed: tuple[str, ...] = ()) -> None:
-        """No console error (but the `allowed` substrings) and every resource from `origin`."""
+    def check_clean(self, origin: str, allowed: tuple[str, ...] = (), allowed_status: tuple[int, ...] = ()) -> None:
+        """No console error (but the `allowed` substrings), every resource from `origin`, and no
+        request answered with an error status (but `allowed_status`)."""
         errors = [e["message"] for e in self.driver.get_log("browser") if e["level"] == "SEVERE"
                   and not any(a in e["message"] for a in allowed)]
         assert errors == [], f"console errors on {self.driver.current_url}: {errors}"
-        urls = self.js("return performance.getEntriesByType('resource').map(e => e.name)")
-        outside = [u for u in urls if not (u.startswith(origin) or u.startswith("data:"))]
+        entries = self.js("return performance.getEntriesByType('resource').map(e => [e.name, e.responseStatus || 0])")
+        outside = [u for u, _ in entries if not (u.startswith(origin) or u.startswith("data:"))]
         assert outside == [], f"requests outside {origin}: {outside}"
+        failed = [(u, st) for u, st in entries if st >= 400 and st not in allowed_status]
+        assert failed == [], f"failed requests on {self.driver.current_url}: {failed}"
 
     def shot(self, name: str) -> None:
         height = self.js("return Math.min(document.documentElement.scrollHeight, 4000)")
@@ -455,7 +458,9 @@ def test_a_bad_upload_shows_the_service_error_and_stores_nothing(service, browse
     assert "/new" in browser.driver.current_url
     assert httpx.get(f"{service}/v1/runs").json()["total"] == before
     browser.shot("new-bad-upload")
-    browser.check_clean(service, allowed=("status of 422",))
+    statuses = browser.js("return performance.getEntriesByType('resource').map(e => e.responseStatus || 0)")
+    assert 422 in statuses              # the failed-request check below sees statuses (422 allowed here)
+    browser.check_clean(service, allowed=("status of 422",), allowed_status=(422,))
 
 
 def test_run_a_shipped_example_from_the_page(service, runs, browser):
