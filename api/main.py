@@ -47,6 +47,8 @@ TAGS = [
     {"name": "runs", "description": "Emulation runs and their history"},
     {"name": "tools", "description": "Assembler, disassembler and static estimate"},
     {"name": "meta", "description": "ISA spec, health and metrics"},
+    {"name": "dashboard", "description": "Data of the profiling dashboard served at / (runs list, timeline "
+                                         "windows, A/B comparison, examples, estimate with the full profile)"},
 ]
 
 

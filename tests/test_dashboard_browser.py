@@ -417,6 +417,8 @@ def test_compare_two_runs_from_the_list(service, runs, browser):
     browser.find("a.run-B").click()
     browser.until(lambda: browser.driver.current_url.endswith(f"/runs/{b['id']}"))
     browser.wait_rendered()
+    # B's run page offers the comparison with the previous run of the same program (A).
+    assert browser.find("#link-previous").get_attribute("href").endswith(f"/compare?a={a['id']}&b={b['id']}")
     browser.check_clean(service)
 
 

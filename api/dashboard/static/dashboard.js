@@ -107,6 +107,10 @@
       document.getElementById("page-next").disabled = last >= pageData.total;
       document.body.dataset.total = String(pageData.total);
       rendered();
+      // Runs still queued or running: look again shortly (their rows fill in when they finish).
+      clearTimeout(state.refresh);
+      if (pageData.items.some((r) => r.status === "queued" || r.status === "running"))
+        state.refresh = setTimeout(load, 2000);
     }
 
     form.addEventListener("submit", (ev) => {
@@ -146,6 +150,17 @@
     es.addEventListener("done", () => { es.close(); done(); });
   }
 
+  async function previousRunLink(run) {
+    // The run of the same program just before this one: the usual A/B after a change.
+    const q = new URLSearchParams({program: run.program_sha256, status: "succeeded", limit: "500"});
+    const page = await getJSON(`/dashboard/api/runs?${q}`);
+    const ids = page.items.map((r) => r.id);
+    const prev = page.items[ids.indexOf(run.id) + 1];
+    if (ids.includes(run.id) && prev) document.getElementById("link-compare").after(" · ",
+      el("a", {href: `/compare?a=${prev.id}&b=${run.id}`, id: "link-previous",
+        text: `compare with the previous run of this program (${prev.id.slice(0, 8)})`}));
+  }
+
   async function runPage() {
     const root = document.getElementById("run-view");
     let run;
@@ -173,7 +188,7 @@
     }
     if (!run.links.trace) document.getElementById("link-timeline").replaceWith(
       el("span", {class: "note", text: "no timeline (the run was started without trace)"}));
-    const doc = await getJSON(run.links.profile);
+    const [doc] = await Promise.all([getJSON(run.links.profile), previousRunLink(run)]);
     V.renderRun(root, doc, {onSection: (path) => {
       location.href = `/runs/${runId}/source#section=${encodeURIComponent(path.join(SEP))}`;
     }});
