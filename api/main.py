@@ -117,6 +117,10 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        from emulator._jit_cache import announce_if_cold
+        from emulator.warmup import entry_points
+
+        announce_if_cold(*entry_points())   # the workers compile; they stay quiet (api/worker.py)
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         service = RunService(cfg)
         await run_in_threadpool(service.start)

@@ -447,6 +447,8 @@ def warm_up() -> str | None:
 def worker_main(conn: Any, warmup: bool) -> None:
     """Entry point of a worker process (started by api.jobs.WorkerPool)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the pool decides when workers stop
+    from emulator._jit_cache import suppress_notice
+    suppress_notice()   # the service announced a cold cache once, not once per worker
     problem = None
     if warmup:
         try:

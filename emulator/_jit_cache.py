@@ -1,15 +1,22 @@
-"""Point numba's on-disk cache at a directory keyed by a hash of the jitted sources.
+"""Point numba's on-disk cache at a directory keyed by a hash of the jitted sources, and say so
+(once, on stderr) when a run is about to fill a cold cache.
 
 numba's `cache=True` checks only the source file of the function it loads, not the files of
 the functions it calls, so editing e.g. core/vector.py would leave a stale cached run loop (and
 a renamed state type can make the cache unloadable).  Keying the cache directory by the contents
 of every jitted module makes a stale cache impossible.  An explicit NUMBA_CACHE_DIR wins.
+
+A cold cache (fresh install, upgrade, edited core) means the first run compiles the core for tens
+of seconds; `announce_if_cold` prints one line before that happens so it is not taken for a hang.
+"Cold" is decided the way numba itself decides whether it can load: the entry point's cache index
+(current source stamp) must hold the key of the signature about to be called.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -43,3 +50,51 @@ def configure() -> None:
         if os.access(base / name, os.W_OK):
             numba.config.CACHE_DIR = str(base / name)
             return
+
+
+# Measured: `emulate --warmup` with an empty NUMBA_CACHE_DIR on 2 cores.
+COLD_COMPILE_SECONDS = 45
+
+_announced = False
+
+
+def is_cached(dispatcher) -> bool:
+    """Whether calling `dispatcher` will load compiled code instead of compiling: it holds an
+    overload already, or its on-disk index (numba drops an index written for other sources) has
+    an entry for this machine and this function's bytecode -- what numba checks before loading.
+    Entry points here have one signature, so any entry will do.  No cache (caching disabled)
+    counts as cached: there is nothing to fill.
+    """
+    if dispatcher.overloads:
+        return True
+    cache = getattr(dispatcher, "_cache", None)
+    cache_file = getattr(cache, "_cache_file", None)
+    if cache_file is None:
+        return True
+    probe = cache._index_key((), dispatcher.targetctx.codegen())
+    return any(key[1:] == probe[1:] for key in cache_file._load_index())
+
+
+def cold_notice(where: str) -> str:
+    return (f"plena-emulator: compiling the numba core into {where} (the cache is empty for "
+            f"this version; about {COLD_COMPILE_SECONDS} s on 2 cores, once: later runs load it in well under "
+            "a second; `emulate --warmup` does this ahead of time)")
+
+
+def announce_if_cold(*dispatchers) -> bool:
+    """Print the one-line compile notice to stderr if any of `dispatchers` is about to compile (at
+    most once per process); returns whether it printed."""
+    global _announced
+    cold = [d for d in dispatchers if not is_cached(d)] if not _announced else []
+    if not cold:
+        return False
+    _announced = True
+    where = numba.config.CACHE_DIR or os.path.dirname(cold[0]._cache._cache_path)
+    print(cold_notice(where), file=sys.stderr, flush=True)
+    return True
+
+
+def suppress_notice() -> None:
+    """For processes whose parent already told the user (the service's workers)."""
+    global _announced
+    _announced = True

@@ -61,7 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "the reference's memory dumps.",
         epilog="Exit status: 0 success, 2 bad input, 3 the program aborted (where the reference panics), "
                "4 a run budget was exhausted.")
-    p.add_argument("program", type=Path, help="program: .asm (assembled here) or .mem (one 0x%%08X word per line)")
+    p.add_argument("program", type=Path, nargs="?",
+                   help="program: .asm (assembled here) or .mem (one 0x%%08X word per line)")
+    p.add_argument("--warmup", action="store_true",
+                   help="compile the numba core now (once per install; a run on a cold cache does it "
+                        "otherwise), then run PROGRAM if one is given")
     g = p.add_argument_group("inputs (the reference's file formats)")
     g.add_argument("--hbm", type=Path, help="HBM preload: raw bytes from address 0 (MXFP8 tensors)")
     g.add_argument("--fpsram", type=Path, help="FP SRAM preload: IEEE float16 little-endian, up to 1024 entries")
@@ -130,9 +134,27 @@ def _report_text(summary: dict, dumps: dict) -> str:
     return "\n".join(lines)
 
 
+def _warm_up(as_json: bool) -> None:
+    from .warmup import warm_up
+
+    report = warm_up()
+    if as_json:
+        print(json.dumps({"warmup": {"seconds": round(report.seconds, 3), "compiled": report.was_cold,
+                                     "estimator": report.estimator}}))
+    else:
+        what = "compiled the numba core" if report.was_cold else "the numba core was already compiled"
+        print(f"emulate: {what} ({report.seconds:.1f} s)", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.program is None and not args.warmup:
+        parser.error("the following arguments are required: program")
+    if args.warmup:
+        _warm_up(args.json and args.program is None)
+        if args.program is None:
+            return EXIT_OK
     from .asm import load_program
     from .images import write_dumps
     from .runner import run

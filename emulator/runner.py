@@ -16,6 +16,7 @@ import numpy as np
 
 from isa_specs import load_isa
 
+from ._jit_cache import announce_if_cold
 from .core import state as S
 from .core.hbm_store import SparseHbm
 from .core.loop import run_loop
@@ -206,6 +207,7 @@ def run(
     always raises an InputError before anything runs.
     """
     t0 = time.perf_counter()
+    announce_if_cold(run_loop)  # before anything jitted (the HBM store's writers too) compiles
     program = as_program(program)
     settings = settings or default_settings()
     spec = load_isa()

@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from emulator._jit_cache import announce_if_cold
 from emulator.core.common import fail
 from emulator.core.control import count_instruction, loop_break, loop_end, loop_start
 from emulator.core.dma import BLOCK, h_prefetch, h_store
@@ -294,6 +295,7 @@ def estimate(program: Program, settings: Settings | None = None, *, int_sram=Non
     settings = settings or load_settings()
     model = hbm_model or settings.hbm_model
     t0 = time.perf_counter()
+    announce_if_cold(_estimate)
     n = len(program)
     dec = _decode(program, settings)
     counters = np.zeros((n, 4), dtype=np.int64)

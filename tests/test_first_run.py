@@ -1,0 +1,120 @@
+"""First run on a cold numba cache: one notice line on stderr before compiling, none when warm;
+`emulate --warmup` compiles ahead of time; `--json` stays one JSON line on stdout."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from emulator._jit_cache import cold_notice, is_cached
+from tests.conftest import REPO
+
+EXAMPLE = REPO / "examples" / "linear"
+BIN = Path(sys.executable).parent
+EXAMPLE_ARGS = [str(EXAMPLE / "program.asm"), "--hbm", str(EXAMPLE / "hbm.bin"),
+                "--fpsram", str(EXAMPLE / "fp_sram.bin")]
+NOTICE_START = cold_notice("X").split(" into ")[0]   # "plena-emulator: compiling the numba core"
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env.update(extra)
+    return env
+
+
+def _first_stderr_line(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float = 120.0,
+                       stop: signal.Signals = signal.SIGKILL) -> tuple[str, str]:
+    """Start `cmd`, wait for its first stderr line, stop it (no need to wait for the compile);
+    returns (that line, what it had written to stdout by then)."""
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(timeout, proc.kill)
+    watchdog.start()
+    try:
+        line = proc.stderr.readline()
+    finally:
+        watchdog.cancel()
+        proc.send_signal(stop)
+        try:
+            out, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+    return line, out
+
+
+@pytest.mark.parametrize("cmd", [
+    pytest.param([str(BIN / "emulate"), *EXAMPLE_ARGS, "--json"], id="emulate-json"),
+    pytest.param([str(BIN / "plena-profile"), "static", str(EXAMPLE / "program.asm")], id="plena-profile-static"),
+    pytest.param([sys.executable, "-c", "from emulator import run; run('S_ADDI_INT gp1, gp0, 1')"], id="python-api"),
+])
+def test_cold_cache_prints_one_notice_before_compiling(cmd, tmp_path):
+    cache = tmp_path / "numba-cache"
+    cache.mkdir()
+    line, out = _first_stderr_line(cmd, _env(NUMBA_CACHE_DIR=str(cache)), tmp_path)
+    assert line.startswith(NOTICE_START), line
+    assert str(cache) in line and "once" in line and "emulate --warmup" in line and " s on 2 cores" in line
+    assert out == ""   # nothing on stdout before the run: --json keeps stdout for its one line
+
+
+def test_cold_cache_service_prints_one_notice(tmp_path):
+    cache = tmp_path / "numba-cache"
+    cache.mkdir()
+    env = _env(NUMBA_CACHE_DIR=str(cache), PLENA_API_WARMUP="false", PLENA_API_WORKERS="1")
+    with socket.socket() as sock:   # a free loopback port
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [str(BIN / "plena-serve"), "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(tmp_path / "data"),
+           "--database-url", f"sqlite:///{tmp_path / 'runs.db'}", "--log-level", "warning"]
+    line, _ = _first_stderr_line(cmd, env, tmp_path, stop=signal.SIGINT)   # SIGINT: the pool stops its worker
+    assert line.startswith(NOTICE_START), line
+
+
+def test_is_cached_reads_the_cache_index(tmp_path):
+    """An empty cache dir is cold for every entry point; the warmed default cache is not."""
+    code = ("import sys; from emulator._jit_cache import is_cached; from emulator.warmup import entry_points; "
+            "print(sum(is_cached(p) for p in entry_points()), len(entry_points()))")
+    cold = subprocess.run([sys.executable, "-c", code], env=_env(NUMBA_CACHE_DIR=str(tmp_path)), capture_output=True,
+                          text=True, check=True)
+    assert cold.stdout.split() == ["0", "4"]
+    subprocess.run([str(BIN / "emulate"), "--warmup"], env=_env(), capture_output=True, check=True, timeout=900)
+    warm = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, check=True)
+    assert warm.stdout.split() == ["4", "4"]
+
+
+def test_warm_cache_prints_nothing_extra_and_json_is_one_line(tmp_path):
+    warm = subprocess.run([str(BIN / "emulate"), "--warmup", "--json"], env=_env(), capture_output=True, text=True,
+                          timeout=900, check=True)
+    assert len(warm.stdout.splitlines()) == 1
+    assert set(json.loads(warm.stdout)["warmup"]) == {"seconds", "compiled", "estimator"}
+    again = subprocess.run([str(BIN / "emulate"), "--warmup"], env=_env(), capture_output=True, text=True, check=True)
+    assert "already compiled" in again.stderr and NOTICE_START not in again.stderr
+
+    run = subprocess.run([str(BIN / "emulate"), *EXAMPLE_ARGS, "--json"], env=_env(), capture_output=True, text=True,
+                         cwd=tmp_path, check=True)
+    assert run.stderr == ""
+    lines = run.stdout.splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["cycles"] == 1361
+
+    prof = subprocess.run([str(BIN / "plena-profile"), "static", str(EXAMPLE / "program.asm")], env=_env(),
+                          capture_output=True, text=True, cwd=tmp_path, check=True)
+    assert NOTICE_START not in prof.stderr
+
+    api = subprocess.run([sys.executable, "-c", "from emulator import run; print(run('S_ADDI_INT gp1, gp0, 1').cycles)"],
+                         env=_env(), capture_output=True, text=True, cwd=tmp_path, check=True)
+    assert api.stderr == "" and api.stdout.strip().isdigit()
+
+
+def test_in_process_run_is_warm_after_a_run():
+    from emulator import run
+    from emulator.core.loop import run_loop
+
+    run("S_ADDI_INT gp1, gp0, 1")
+    assert is_cached(run_loop)
