@@ -1,0 +1,172 @@
+"""One batch job, as it runs on a worker: a plain-data task in, a result row (plus artifacts) out.
+
+`task_for(job, options)` builds the task on the client (with the input bytes when inputs travel
+with the tasks, with paths when workers read a shared file system); `run_task(task)` runs it
+anywhere the package is installed and never raises for a problem of the job itself: a program
+that does not assemble, an image that does not fit, an abort or an exhausted budget is a row with
+status "invalid" or "failed" and its error, and the batch goes on.
+
+Dump hashes are the sha256 of the exact bytes `emulate --out` writes (trimmed VRAM/MRAM dumps,
+FP SRAM as bf16, INT SRAM), so a batch row can be checked against a single CLI run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import socket
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .manifest import BatchOptions, Job
+
+ROW_STATUSES = ("ok", "failed", "invalid")
+DUMP_NAMES = ("vram", "mram", "fpsram", "intsram")
+
+
+def task_for(job: Job, options: BatchOptions) -> dict[str, Any]:
+    """The picklable task for one job (what travels to the worker)."""
+    travel = options.inputs == "travel"
+
+    def file(f) -> dict[str, Any]:
+        return {"path": str(f.path), "data": f.path.read_bytes() if travel else None}
+
+    return {
+        "job_id": job.job_id,
+        "name": job.name,
+        "program": file(job.program),
+        "images": {kind: file(f) for kind, f in job.images.items()},
+        "tensors": {name: {**file(f), "hbm_addr": addr} for name, (f, addr) in job.tensors.items()},
+        "settings": file(job.settings) if job.settings is not None else None,
+        "settings_missing": job.settings_missing,
+        "overrides": dict(job.overrides),
+        "max_instructions": options.max_instructions,
+        "max_seconds": options.max_seconds,
+        "profile": options.profile,
+        "dumps": options.dumps,
+    }
+
+
+def base_row(job: Job) -> dict[str, Any]:
+    """The columns a job's row has before it runs (known on the client)."""
+    return {
+        "job_id": job.job_id,
+        "program": job.name,
+        "program_path": str(job.program.path),
+        "program_file_sha256": job.program.sha256,
+        "settings_path": str(job.settings.path) if job.settings else None,
+        "settings_key": job.settings_key,
+        "overrides": job.overrides_json(),
+    }
+
+
+def _data(spec: dict[str, Any]) -> bytes:
+    return spec["data"] if spec.get("data") is not None else Path(spec["path"]).read_bytes()
+
+
+def dump_payloads(result: Any) -> dict[str, bytes]:
+    """The four dumps exactly as `emulate --out` writes them (trimmed VRAM rows / MRAM tiles)."""
+    from emulator.images import fpsram_dump_bytes, intsram_dump_bytes, mram_dump_bytes, vram_dump_bytes
+
+    st, s = result.state, result.settings
+    return {
+        "vram": vram_dump_bytes(st.vram[: st.vram_rows_used], s.VECTOR_SRAM_SIZE, trim=True),
+        "mram": mram_dump_bytes(st.mram[: st.mram_tiles_used], trim=True),
+        "fpsram": fpsram_dump_bytes(st.fp_sram),
+        "intsram": intsram_dump_bytes(st.int_sram),
+    }
+
+
+def _error_columns(kind: str | None = None, message: str | None = None, pc: int | None = None,
+                   opcode: str | None = None, line: int | None = None) -> dict[str, Any]:
+    return {"error_kind": kind, "error_pc": pc, "error_opcode": opcode, "error_line": line, "error_message": message}
+
+
+def empty_result_columns() -> dict[str, Any]:
+    return {"status": None, "program_sha256": None, "hbm_model": None, "cycles": None, "instructions": None,
+            "hbm_bytes_read": None, "hbm_bytes_written": None, "wall_seconds": None,
+            **{f"{d}_sha256": None for d in DUMP_NAMES}, **_error_columns(), "worker": None}
+
+
+def run_task(task: dict[str, Any]) -> dict[str, Any]:
+    """Run one job; returns {"row": result columns, "profile_json": bytes | None,
+    "dumps": {name: bytes} | None}.  Never raises for the job's own problems."""
+    from emulator.asm import assemble, parse_mem
+    from emulator.errors import EmulationError, InputError
+    from emulator.runner import run
+    from emulator.settings import SettingsError, load_settings
+
+    row = empty_result_columns()
+    row["worker"] = f"{socket.gethostname()}:{os.getpid()}"
+    out: dict[str, Any] = {"row": row, "profile_json": None, "dumps": None}
+    started = time.perf_counter()
+    try:
+        prog_spec = task["program"]
+        text = _data(prog_spec).decode("utf-8")
+        if Path(prog_spec["path"]).suffix.lower() in (".mem", ".hex"):
+            program = parse_mem(text, name=task["name"])
+        else:
+            program = assemble(text, name=task["name"])
+        row["program_sha256"] = program.sha256
+        if task.get("settings") is not None:
+            settings = load_settings(text=_data(task["settings"]).decode("utf-8"), missing=task["settings_missing"])
+        else:
+            settings = load_settings(missing=task["settings_missing"])
+        if task["overrides"]:
+            settings = settings.with_overrides(task["overrides"])
+        images = {kind: _data(spec) for kind, spec in task["images"].items()}
+        tensors = {}
+        for name, spec in task["tensors"].items():
+            tensors[name] = (np.load(io.BytesIO(_data(spec)), allow_pickle=False), int(spec["hbm_addr"]))
+        result = run(program, settings=settings, hbm=images.get("hbm"), fp_sram=images.get("fpsram"),
+                     int_sram=images.get("intsram"), vram=images.get("vram"), tensors=tensors or None,
+                     max_instructions=task.get("max_instructions"), max_wall_seconds=task.get("max_seconds"))
+    except UnicodeDecodeError as exc:
+        row.update(status="invalid", **_error_columns("input", f"a text input is not UTF-8 ({exc.reason})"))
+        row["wall_seconds"] = time.perf_counter() - started
+        return out
+    except (InputError, SettingsError, OSError, ValueError) as exc:
+        line = getattr(exc, "line_no", None)
+        row.update(status="invalid", **_error_columns("input", str(exc), line=line))
+        row["wall_seconds"] = time.perf_counter() - started
+        return out
+    except EmulationError as exc:
+        d = exc.to_dict()
+        row.update(status="failed", **_error_columns(d["kind"], d["message"], d["pc"], d["opcode"], d["line"]))
+        row["wall_seconds"] = time.perf_counter() - started
+        return out
+    except MemoryError:
+        row.update(status="failed", **_error_columns("resources", "the job needs more memory than the worker has"))
+        return out
+    except Exception:  # a bug of ours: recorded on the row, the batch goes on
+        row.update(status="failed", **_error_columns("internal", traceback.format_exc(limit=8)))
+        return out
+
+    row.update(hbm_model=result.hbm_model, cycles=int(result.cycles), instructions=int(result.instructions),
+               hbm_bytes_read=int(result.hbm_bytes_read), hbm_bytes_written=int(result.hbm_bytes_written),
+               wall_seconds=float(result.wall_seconds))
+    if result.error is not None:
+        d = result.error.to_dict()
+        row.update(status="failed", **_error_columns(d["kind"], d["message"], d["pc"], d["opcode"], d["line"]))
+    else:
+        row["status"] = "ok"
+        dumps = dump_payloads(result)
+        for name, data in dumps.items():
+            row[f"{name}_sha256"] = hashlib.sha256(data).hexdigest()
+        if task.get("dumps"):
+            out["dumps"] = dumps
+    if task.get("profile"):
+        try:
+            from profiler.aggregate import profile_run
+            from profiler.report import profile_to_dict
+
+            out["profile_json"] = json.dumps(profile_to_dict(profile_run(result)), separators=(",", ":")).encode()
+        except Exception as exc:  # e.g. unbalanced @section markers: the run's numbers still stand
+            out["profile_error"] = f"{type(exc).__name__}: {exc}"
+    return out
