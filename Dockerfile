@@ -17,6 +17,7 @@ COPY isa_specs ./isa_specs
 COPY emulator ./emulator
 COPY profiler ./profiler
 COPY api ./api
+COPY batch ./batch
 # The shipped examples the dashboard's "new run" page offers (PLENA_API_EXAMPLES_DIR).
 COPY examples ./examples
 

@@ -53,8 +53,20 @@ class ServiceSettings(BaseSettings):
     warmup: bool = Field(True, description="Run a tiny program in every worker at start-up (numba JIT).")
     start_method: Literal["spawn", "forkserver"] = Field(
         "spawn", description="multiprocessing start method of the worker processes.")
+    dask_scheduler: str | None = Field(
+        None, description="Send runs (and batch jobs) to this Dask scheduler (tcp://HOST:8786) instead of "
+                          "the local worker processes.")
+    batch_root: Path | None = Field(
+        None, description="Directory that server-side paths of POST /v1/batches manifests are relative to "
+                          "(and confined to); unset: batches upload their files.")
+    batch_max_jobs: int = Field(10_000, ge=1, description="Most jobs one batch may make.")
     host: str = Field("127.0.0.1", description="Address `plena-serve` binds to.")
     port: int = Field(8000, ge=1, le=65535, description="Port `plena-serve` listens on.")
+
+    @field_validator("dask_scheduler", "batch_root", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, v: object) -> object:
+        return None if isinstance(v, str) and not v.strip() else v
 
     @field_validator("database_url")
     @classmethod

@@ -23,7 +23,8 @@ from .config import ServiceSettings, get_service_settings
 from .dashboard import data as dashboard_data
 from .dashboard import pages as dashboard_pages
 from .jobs import QueueFull
-from .routers import meta, runs, tools
+from .batches import BatchManager
+from .routers import batches, meta, runs, tools
 from .service import RequestInvalid, RunService
 
 log = logging.getLogger("plena.api")
@@ -38,6 +39,8 @@ the reference transactional emulator.
   `?async=true` queues it and returns 202; follow `GET /v1/runs/{id}` or its server-sent events.
 * `POST /v1/runs/files` does the same with the reference's files as multipart uploads.
 * Run history: `GET /v1/runs`; results, traces, profiles and dumps stay available by run id.
+* `POST /v1/batches` runs a `plena-batch` manifest (programs × a grid of settings); follow
+  `GET /v1/batches/{id}` for progress and the result table.
 
 Errors: 422 names the offending field (`loc`); a program that stops with a typed emulation error
 is 400 with `{kind, pc, opcode, line, source, message}`; 429 with Retry-After when the queue is full.
@@ -45,6 +48,7 @@ is 400 with `{kind, pc, opcode, line, source, message}`; 429 with Retry-After wh
 
 TAGS = [
     {"name": "runs", "description": "Emulation runs and their history"},
+    {"name": "batches", "description": "Batches of runs: programs x a grid of settings (plena-batch manifests)"},
     {"name": "tools", "description": "Assembler, disassembler and static estimate"},
     {"name": "meta", "description": "ISA spec, health and metrics"},
     {"name": "dashboard", "description": "Data of the profiling dashboard served at / (runs list, timeline "
@@ -125,10 +129,13 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         service = RunService(cfg)
         await run_in_threadpool(service.start)
         app.state.service = service
+        app.state.batches = BatchManager(service)
+        await run_in_threadpool(app.state.batches.start)
         log.info("PLENA service ready: %d workers, database %s", cfg.workers, service.store.engine.url)
         try:
             yield
         finally:
+            await run_in_threadpool(app.state.batches.stop)
             await run_in_threadpool(service.stop)
 
     from importlib.metadata import PackageNotFoundError, version
@@ -141,6 +148,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                   openapi_tags=TAGS, lifespan=lifespan, max_body_size=cfg.max_body_bytes)
     app.add_middleware(HttpMetricsMiddleware)
     app.include_router(runs.router)
+    app.include_router(batches.router)
     app.include_router(tools.router)
     app.include_router(meta.router)
     app.include_router(dashboard_data)

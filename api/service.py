@@ -89,10 +89,16 @@ class RunService:
         self.cfg = cfg
         self.store = RunStore(cfg.database_url, cfg.data_dir, cfg.blob_storage, cfg.retention_runs,
                               cfg.retention_grace_seconds)
-        self.pool = WorkerPool(cfg.workers, cfg.queue_limit, retry_after=cfg.retry_after_seconds,
-                               warmup=cfg.warmup, start_method=cfg.start_method,
-                               kill_grace_seconds=cfg.kill_grace_seconds,
-                               on_start=self._on_start, on_finish=self._on_finish)
+        if cfg.dask_scheduler:   # runs go to a Dask cluster (api/dask_pool.py)
+            from .dask_pool import DaskPool
+
+            self.pool = DaskPool(cfg.dask_scheduler, cfg.queue_limit, retry_after=cfg.retry_after_seconds,
+                                 warmup=cfg.warmup, on_start=self._on_start, on_finish=self._on_finish)
+        else:
+            self.pool = WorkerPool(cfg.workers, cfg.queue_limit, retry_after=cfg.retry_after_seconds,
+                                   warmup=cfg.warmup, start_method=cfg.start_method,
+                                   kill_grace_seconds=cfg.kill_grace_seconds,
+                                   on_start=self._on_start, on_finish=self._on_finish)
         self.registry = CollectorRegistry()
         self.metrics = Metrics(self.registry, self)
 

@@ -408,9 +408,13 @@ def execute_estimate(payload: dict[str, Any], progress: Callable[[int, int], Non
 
 
 def execute(payload: dict[str, Any], progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Dispatch a job payload by its kind ("run", the default, or "estimate")."""
+    """Dispatch a job payload by its kind ("run", the default, "estimate" or "batch_job")."""
     if payload.get("kind") == "estimate":
         return execute_estimate(payload, progress)
+    if payload.get("kind") == "batch_job":
+        from .batches import execute_batch_job
+
+        return execute_batch_job(payload, progress)
     return execute_run(payload, progress)
 
 

@@ -13,6 +13,7 @@ FP SRAM as bf16, INT SRAM), so a batch row can be checked against a single CLI r
 from __future__ import annotations
 
 import hashlib
+import logging
 import io
 import json
 import os
@@ -25,6 +26,8 @@ from typing import Any
 import numpy as np
 
 from .manifest import BatchOptions, Job
+
+log = logging.getLogger("plena.batch")
 
 ROW_STATUSES = ("ok", "failed", "invalid")
 DUMP_NAMES = ("vram", "mram", "fpsram", "intsram")
@@ -94,9 +97,9 @@ def empty_result_columns() -> dict[str, Any]:
             **{f"{d}_sha256": None for d in DUMP_NAMES}, **_error_columns(), "worker": None}
 
 
-def run_task(task: dict[str, Any]) -> dict[str, Any]:
-    """Run one job; returns {"row": result columns, "profile_json": bytes | None,
-    "dumps": {name: bytes} | None}.  Never raises for the job's own problems."""
+def execute_job(task: dict[str, Any], progress: Any = None) -> tuple[dict[str, Any], Any]:
+    """Run one job in this process: (result columns, RunResult or None when it never ran).
+    Never raises for the job's own problems; `progress(instructions, cycles)` as for `run()`."""
     from emulator.asm import assemble, parse_mem
     from emulator.errors import EmulationError, InputError
     from emulator.runner import run
@@ -104,8 +107,12 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
 
     row = empty_result_columns()
     row["worker"] = f"{socket.gethostname()}:{os.getpid()}"
-    out: dict[str, Any] = {"row": row, "profile_json": None, "dumps": None}
     started = time.perf_counter()
+
+    def stop(status: str, **error: Any) -> tuple[dict[str, Any], None]:
+        row.update(status=status, wall_seconds=time.perf_counter() - started, **_error_columns(**error))
+        return row, None
+
     try:
         prog_spec = task["program"]
         text = _data(prog_spec).decode("utf-8")
@@ -121,32 +128,23 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
         if task["overrides"]:
             settings = settings.with_overrides(task["overrides"])
         images = {kind: _data(spec) for kind, spec in task["images"].items()}
-        tensors = {}
-        for name, spec in task["tensors"].items():
-            tensors[name] = (np.load(io.BytesIO(_data(spec)), allow_pickle=False), int(spec["hbm_addr"]))
+        tensors = {name: (np.load(io.BytesIO(_data(spec)), allow_pickle=False), int(spec["hbm_addr"]))
+                   for name, spec in task["tensors"].items()}
         result = run(program, settings=settings, hbm=images.get("hbm"), fp_sram=images.get("fpsram"),
                      int_sram=images.get("intsram"), vram=images.get("vram"), tensors=tensors or None,
-                     max_instructions=task.get("max_instructions"), max_wall_seconds=task.get("max_seconds"))
+                     max_instructions=task.get("max_instructions"), max_wall_seconds=task.get("max_seconds"),
+                     progress=progress)
     except UnicodeDecodeError as exc:
-        row.update(status="invalid", **_error_columns("input", f"a text input is not UTF-8 ({exc.reason})"))
-        row["wall_seconds"] = time.perf_counter() - started
-        return out
+        return stop("invalid", kind="input", message=f"a text input is not UTF-8 ({exc.reason})")
     except (InputError, SettingsError, OSError, ValueError) as exc:
-        line = getattr(exc, "line_no", None)
-        row.update(status="invalid", **_error_columns("input", str(exc), line=line))
-        row["wall_seconds"] = time.perf_counter() - started
-        return out
+        return stop("invalid", kind="input", message=str(exc), line=getattr(exc, "line_no", None))
     except EmulationError as exc:
         d = exc.to_dict()
-        row.update(status="failed", **_error_columns(d["kind"], d["message"], d["pc"], d["opcode"], d["line"]))
-        row["wall_seconds"] = time.perf_counter() - started
-        return out
+        return stop("failed", kind=d["kind"], message=d["message"], pc=d["pc"], opcode=d["opcode"], line=d["line"])
     except MemoryError:
-        row.update(status="failed", **_error_columns("resources", "the job needs more memory than the worker has"))
-        return out
+        return stop("failed", kind="resources", message="the job needs more memory than the worker has")
     except Exception:  # a bug of ours: recorded on the row, the batch goes on
-        row.update(status="failed", **_error_columns("internal", traceback.format_exc(limit=8)))
-        return out
+        return stop("failed", kind="internal", message=traceback.format_exc(limit=8))
 
     row.update(hbm_model=result.hbm_model, cycles=int(result.cycles), instructions=int(result.instructions),
                hbm_bytes_read=int(result.hbm_bytes_read), hbm_bytes_written=int(result.hbm_bytes_written),
@@ -156,11 +154,20 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
         row.update(status="failed", **_error_columns(d["kind"], d["message"], d["pc"], d["opcode"], d["line"]))
     else:
         row["status"] = "ok"
-        dumps = dump_payloads(result)
-        for name, data in dumps.items():
+        for name, data in dump_payloads(result).items():
             row[f"{name}_sha256"] = hashlib.sha256(data).hexdigest()
-        if task.get("dumps"):
-            out["dumps"] = dumps
+    return row, result
+
+
+def run_task(task: dict[str, Any]) -> dict[str, Any]:
+    """Run one job (the Dask task); returns {"row": result columns, "profile_json": bytes | None,
+    "dumps": {name: bytes} | None}.  Never raises for the job's own problems."""
+    row, result = execute_job(task)
+    out: dict[str, Any] = {"row": row, "profile_json": None, "dumps": None}
+    if result is None:
+        return out
+    if task.get("dumps") and row["status"] == "ok":
+        out["dumps"] = dump_payloads(result)
     if task.get("profile"):
         try:
             from profiler.aggregate import profile_run
@@ -168,5 +175,5 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
 
             out["profile_json"] = json.dumps(profile_to_dict(profile_run(result)), separators=(",", ":")).encode()
         except Exception as exc:  # e.g. unbalanced @section markers: the run's numbers still stand
-            out["profile_error"] = f"{type(exc).__name__}: {exc}"
+            log.warning("job %s: no profile (%s: %s)", task["job_id"], type(exc).__name__, exc)
     return out

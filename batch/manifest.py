@@ -60,9 +60,11 @@ PROGRAM_SUFFIXES = (".asm", ".mem", ".hex")
 class ManifestError(ValueError):
     """A manifest that cannot be run; `key` is the dotted key path, `line` its line in the TOML text."""
 
-    def __init__(self, message: str, key: str | None = None, line: int | None = None, source: str = "manifest"):
+    def __init__(self, message: str, key: str | None = None, line: int | None = None, source: str = "manifest",
+                 loc: tuple = ()):
         self.reason = message
         self.key = key
+        self.loc = loc
         self.line = line
         self.source = source
         where = source
@@ -253,7 +255,7 @@ def build_plan(data: Mapping[str, Any], *, base_dir: Path, source: str = "<manif
 
     def fail(message: str, loc: tuple = ()) -> ManifestError:
         key = _dotted(loc) if loc else None
-        return ManifestError(message, key=key, line=key_line(text, loc) if loc else None, source=source)
+        return ManifestError(message, key=key, line=key_line(text, loc) if loc else None, source=source, loc=loc)
 
     if not isinstance(data, Mapping):
         raise fail("a manifest is a table with [[jobs]] (and optionally [batch], [grid])")
@@ -275,6 +277,24 @@ def build_plan(data: Mapping[str, Any], *, base_dir: Path, source: str = "<manif
     grid_points = [dict(zip(grid_keys, combo)) for combo in itertools.product(*model.grid.values())] or [{}]
 
     base_dir = base_dir.resolve()
+    try:
+        jobs = _expand(model, base_dir, root, fail, grid_points)
+    except ManifestError:
+        raise
+    except (OSError, ValueError, TypeError) as exc:   # e.g. a path with a NUL byte, an unreadable file
+        raise fail(f"cannot use this manifest: {type(exc).__name__}: {exc}") from None
+    seen: dict[str, Job] = {}
+    for job in jobs:
+        if job.job_id in seen:
+            raise fail(f"the program {job.program.path} with the same inputs and settings is listed twice "
+                       f"(as {seen[job.job_id].name!r} and {job.name!r})", ("jobs",))
+        seen[job.job_id] = job
+    return Plan(options=model.batch, jobs=jobs, grid_keys=grid_keys, source=source, base_dir=base_dir)
+
+
+
+def _expand(model: ManifestModel, base_dir: Path, root: Path | None, fail, grid_points: list[dict]) -> list[Job]:
+    """Every job of the manifest: programs of each entry (globs expanded) x grid points, checked."""
     resolver = _Resolver(base_dir, root, fail)
     settings_cache: dict[tuple, Any] = {}
     checked: set[str] = set()
@@ -313,7 +333,7 @@ def build_plan(data: Mapping[str, Any], *, base_dir: Path, source: str = "<manif
                 settings_key = hashlib.sha256(canonical_json(
                     {"settings": settings_file.sha256 if settings_file else None, "missing": missing,
                      "overrides": overrides}).encode()).hexdigest()[:16]
-                identity = {"program": os.path.relpath(prog, base_dir), "program_sha256": sha256_file(prog),
+                identity = {"program": os.path.relpath(prog, base_dir), "program_sha256": resolver.sha(prog),
                             "images": {k: v.sha256 for k, v in images.items()},
                             "tensors": {k: [v[0].sha256, v[1]] for k, v in tensors.items()},
                             "settings_key": settings_key}
@@ -321,14 +341,7 @@ def build_plan(data: Mapping[str, Any], *, base_dir: Path, source: str = "<manif
                 jobs.append(Job(job_id=job_id, name=name, program=InputFile(prog, identity["program_sha256"]),
                                 images=images, tensors=tensors, settings=settings_file, settings_missing=missing,
                                 overrides=overrides, settings_key=settings_key))
-    seen: dict[str, Job] = {}
-    for job in jobs:
-        if job.job_id in seen:
-            raise fail(f"the program {job.program.path} with the same inputs and settings is listed twice "
-                       f"(as {seen[job.job_id].name!r} and {job.name!r})", ("jobs",))
-        seen[job.job_id] = job
-    return Plan(options=model.batch, jobs=jobs, grid_keys=grid_keys, source=source, base_dir=base_dir)
-
+    return jobs
 
 def _dotted(loc: tuple) -> str:
     out = ""
@@ -422,9 +435,12 @@ class _Resolver:
         p = self._confined(self._absolute(filled, loc), pattern, loc)
         if not p.is_file():
             raise self.fail(f"input file {filled!r} does not exist", loc)
+        return InputFile(p, self.sha(p))
+
+    def sha(self, p: Path) -> str:
         if p not in self.hashes:
             self.hashes[p] = sha256_file(p)
-        return InputFile(p, self.hashes[p])
+        return self.hashes[p]
 
 
 def _settings(cache: dict, settings_file: InputFile | None, missing: str, fail, loc: tuple):

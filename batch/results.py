@@ -50,6 +50,7 @@ SCHEMA = pa.schema([
     ("error_line", pa.int64()),
     ("error_message", pa.string()),
     ("worker", pa.string()),
+    ("run_id", pa.string()),             # the service's run history id (service batches)
     ("profile_path", pa.string()),
     ("dumps_dir", pa.string()),
     ("finished_at", pa.string()),

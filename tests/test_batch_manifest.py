@@ -145,3 +145,8 @@ def test_grid_keys_that_only_work_together(case: Path):
     plan = load_manifest(write(case, '[[jobs]]\nprogram = "program.asm"\noverrides = { MLEN = 128 }\n'
                                      '[grid]\nVLEN = [128]\n'))
     assert plan.jobs[0].overrides == {"MLEN": 128, "VLEN": 128}
+
+
+def test_unusable_paths_are_manifest_errors(case: Path):
+    with pytest.raises(ManifestError, match="cannot use this manifest|does not exist"):
+        build_plan({"jobs": [{"program": "program.asm", "hbm": "a\x00b"}]}, base_dir=case)
