@@ -24,7 +24,7 @@ from typing import Any
 from distributed import Client, LocalCluster, as_completed
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from .job import base_row, empty_result_columns, run_task, task_for
+from .job import ROW_STATUSES, base_row, empty_result_columns, run_task, task_for
 from .manifest import Job, Plan
 from .results import ResultWriter, results_format
 
@@ -62,9 +62,10 @@ def default_workers() -> int:
 
 
 def local_cluster(workers: int | None = None) -> LocalCluster:
-    """A LocalCluster of single-threaded worker processes on loopback, without the web dashboard."""
+    """A LocalCluster of single-threaded worker processes on loopback.  Its HTTP endpoint takes any
+    free port (the default 8787 may belong to another cluster on this machine)."""
     return LocalCluster(n_workers=workers or default_workers(), threads_per_worker=1, processes=True,
-                        host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR)
+                        host="127.0.0.1", dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR)
 
 
 def connect(client: Client | None = None, scheduler: str | None = None,
@@ -136,7 +137,7 @@ def run_batch(plan: Plan, out_dir: str | Path, *, client: Client | None = None, 
     writer = ResultWriter(out, fmt, resume=resume)
     todo = [j for j in plan.jobs if j.job_id not in writer.done]
     plan_ids = {j.job_id for j in plan.jobs}
-    counts = {"ok": 0, "failed": 0, "invalid": 0}
+    counts = dict.fromkeys(ROW_STATUSES, 0)
     for r in writer.previous:
         if r["job_id"] in plan_ids and r["status"] in counts:
             counts[r["status"]] += 1

@@ -29,7 +29,7 @@ from .manifest import BatchOptions, Job
 
 log = logging.getLogger("plena.batch")
 
-ROW_STATUSES = ("ok", "failed", "invalid")
+ROW_STATUSES = ("ok", "failed", "invalid")    # "invalid": the job's inputs could not be used
 DUMP_NAMES = ("vram", "mram", "fpsram", "intsram")
 
 

@@ -42,7 +42,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -155,7 +155,6 @@ class Plan:
     source: str                           # the manifest's path (or "<json>")
     base_dir: Path
     manifest_sha256: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:

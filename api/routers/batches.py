@@ -3,18 +3,26 @@ read its result table, cancel it.  Each job is also a run of the history, tagged
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import shutil
 import tomllib
 from datetime import datetime
 from pathlib import PurePath
 from typing import Annotated, Any, Literal
 
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 from fastapi import APIRouter, Depends, File, HTTPException, Path, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, create_model
 from starlette.concurrency import run_in_threadpool
+
+from batch.job import ROW_STATUSES
+from batch.results import SCHEMA
 
 from ..batches import BatchManager, batch_tag
 from ..deps import ServiceDep
@@ -58,10 +66,8 @@ class BatchAccepted(BaseModel):
 
 
 def _row_model() -> type[BaseModel]:
-    from batch.results import SCHEMA
-
+    """The result row's columns (batch.results.SCHEMA) as a response model."""
     def py(t: Any) -> type:
-        import pyarrow as pa
         return int if pa.types.is_integer(t) else float if pa.types.is_floating(t) else str
 
     return create_model("BatchRowOut", **{f.name: (py(f.type) | None, None) for f in SCHEMA})
@@ -189,8 +195,6 @@ async def create_batch_from_files(
         plan = await run_in_threadpool(_plan, data, inputs, inputs, text if is_toml else None, ("manifest",),
                                        service.cfg.batch_max_jobs)
     except RequestValidationError:
-        import shutil
-
         shutil.rmtree(batches.directory(batch_id), ignore_errors=True)
         raise
     return _accepted(batches, batch_id, plan)
@@ -215,7 +219,7 @@ def get_batch(batch_id: BatchId, batches: BatchesDep) -> BatchOut:
     """The batch's state, counts (done/ok/failed/invalid of `jobs`) and its rows so far (the
     columns of `plena-batch run`; `run_id` links each row to the run history)."""
     meta, rows = _existing(batches, batch_id)
-    count = {s: sum(1 for r in rows if r["status"] == s) for s in ("ok", "failed", "invalid")}
+    count = {s: sum(1 for r in rows if r["status"] == s) for s in ROW_STATUSES}
     return BatchOut(**meta, done=len(rows), **count, rows=[BatchRowOut(**r) for r in rows], links=_links(batch_id))
 
 
@@ -226,15 +230,6 @@ def get_batch(batch_id: BatchId, batches: BatchesDep) -> BatchOut:
 def get_batch_results(batch_id: BatchId, batches: BatchesDep,
                       format: Annotated[Literal["csv", "parquet"], Query()] = "csv") -> Response:
     """The rows so far as CSV or Parquet (what `plena-batch compare` reads)."""
-    import io
-
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
-    from batch.results import SCHEMA
-
-    import pyarrow as pa
-
     _, rows = _existing(batches, batch_id)
     table = pa.Table.from_pylist(rows, schema=SCHEMA)
     sink = io.BytesIO()
