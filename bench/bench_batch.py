@@ -50,7 +50,7 @@ def write_manifest(d: Path, corpus: Path | None, scale: int) -> Path:
     return path
 
 
-def measure(workers: int, manifest: Path, repeats: int) -> dict:
+def measure(workers: int, manifest: Path, repeats: int, profile: bool = True) -> dict:
     t0 = time.perf_counter()
     cluster = local_cluster(workers)
     client = Client(cluster)
@@ -61,6 +61,7 @@ def measure(workers: int, manifest: Path, repeats: int) -> dict:
         for _ in range(repeats):
             with tempfile.TemporaryDirectory() as out:
                 plan = load_manifest(manifest)
+                plan.options = plan.options.model_copy(update={"profile": profile})
                 t = time.perf_counter()
                 summary = run_batch(plan, Path(out) / "r", client=client)
                 wall = time.perf_counter() - t
@@ -81,17 +82,20 @@ def main() -> None:
     ap.add_argument("--corpus", help="conformance corpus directory (default: PLENA_CONFORMANCE_DIR or ../shared)")
     ap.add_argument("--scale", type=int, default=2, help="copies of each job (default 2)")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--no-profile", action="store_true",
+                    help="skip the per-job profile JSON (for machine-code programs it costs most of a job)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     corpus = corpus_dir(args.corpus)
     with tempfile.TemporaryDirectory() as d:
         manifest = write_manifest(Path(d), corpus, args.scale)
-        results = [measure(w, manifest, args.repeats) for w in args.workers]
+        results = [measure(w, manifest, args.repeats, not args.no_profile) for w in args.workers]
     if args.json:
         print(json.dumps(results))
         return
     print(f"batch: {'conformance corpus' if corpus else 'examples/sweep'} x 2 HBM models x {args.scale} "
-          f"= {results[0]['jobs']} jobs; median of {args.repeats} runs per cluster size")
+          f"= {results[0]['jobs']} jobs, profiles {'off' if args.no_profile else 'on'}; "
+          f"median of {args.repeats} runs per cluster size")
     for r in results:
         print(f"  {r['workers']} worker(s): {r['median_jobs_per_s']:7.1f} jobs/s  (median wall {r['median_wall_s']:.2f} s,"
               f" cluster start + warm-up {r['startup_s']:.1f} s)")

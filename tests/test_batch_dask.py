@@ -212,3 +212,33 @@ def test_cli_on_a_dask_scheduler_and_workers_started_as_processes(tmp_path, caps
                 p.kill()
                 p.wait()
         log.close()
+
+
+def test_progress_bar_on_a_terminal(client, tmp_path):
+    """`plena-batch run` in a pseudo-terminal draws the rich progress bar: done/total, failed, ETA."""
+    import pty
+
+    out = tmp_path / "out"
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "batch.cli", "run", str(SWEEP), "--out", str(out),
+                             "--scheduler", client.scheduler_info()["address"], "--max-instructions", "1000"],
+                            stdin=secondary, stdout=secondary, stderr=secondary, close_fds=True,
+                            env={**os.environ, "COLUMNS": "120", "TERM": "xterm"})
+    os.close(secondary)
+    screen = b""
+    try:
+        while True:
+            try:
+                chunk = os.read(primary, 4096)
+            except OSError:      # the terminal closed: the process exited
+                break
+            if not chunk:
+                break
+            screen += chunk
+        assert proc.wait(timeout=120) == 0, screen.decode(errors="replace")[-2000:]
+    finally:
+        os.close(primary)
+    text = screen.decode(errors="replace")
+    assert "24/24" in text and "0 failed" in text and "ETA" in text
+    assert "24 jobs: 24 ok, 0 failed, 0 invalid" in text
+    assert read_rows(out).num_rows == 24
