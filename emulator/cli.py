@@ -23,6 +23,10 @@ try:  # the profiler's flags live in one place (profiler/cli.py); the core runs 
     import profiler.cli as _profiler
 except ImportError:  # pragma: no cover
     _profiler = None
+try:  # the instruction trace lives with the debugger (debugger/trace.py)
+    import debugger.trace as _trace
+except ImportError:  # pragma: no cover
+    _trace = None
 
 EXIT_OK, EXIT_INPUT, EXIT_EMULATION, EXIT_BUDGET = 0, 2, 3, 4
 
@@ -98,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--max-seconds", type=float, metavar="S", help="stop after S seconds of wall time")
     if _profiler is not None:
         _profiler.add_profile_args(p)
+    if _trace is not None:
+        _trace.add_trace_args(p)
     return p
 
 
@@ -146,6 +152,17 @@ def _warm_up(as_json: bool) -> None:
         print(f"emulate: {what} ({report.seconds:.1f} s)", file=sys.stderr)
 
 
+def settings_from_args(args: argparse.Namespace):
+    """The Settings the settings flags of build_parser() ask for (raises SettingsError)."""
+    overrides = _parse_set(args.overrides)
+    if args.hbm_model:
+        overrides["hbm_model"] = args.hbm_model
+    if args.hbm_size is not None:
+        overrides["HBM_SIZE"] = args.hbm_size
+    return load_settings(args.settings, overrides=overrides or None,
+                         missing="reference-defaults" if args.reference_fallback else "error")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -168,13 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INPUT
 
     try:
-        overrides = _parse_set(args.overrides)
-        if args.hbm_model:
-            overrides["hbm_model"] = args.hbm_model
-        if args.hbm_size is not None:
-            overrides["HBM_SIZE"] = args.hbm_size
-        settings = load_settings(args.settings, overrides=overrides or None,
-                                 missing="reference-defaults" if args.reference_fallback else "error")
+        settings = settings_from_args(args)
         program = load_program(args.program)
     except (InputError, SettingsError) as exc:
         return fail_input(exc)
@@ -188,9 +199,14 @@ def main(argv: list[str] | None = None) -> int:
     profiling = _profiler is not None and _profiler.profiling_requested(args)
     try:
         extra = _profiler.profile_run_kwargs(args, program) if profiling else {}
-        result = run(program, settings=settings, hbm=args.hbm, fp_sram=args.fpsram, int_sram=args.intsram,
-                     vram=args.vram, max_instructions=args.max_instructions, max_wall_seconds=args.max_seconds,
-                     progress=progress, **extra)
+        trace_summary = None
+        if _trace is not None and args.trace_instructions is not None:
+            result, trace_summary = _trace.traced_run(args, program, settings, hbm=args.hbm, fp_sram=args.fpsram,
+                                                      int_sram=args.intsram, vram=args.vram, **extra)
+        else:
+            result = run(program, settings=settings, hbm=args.hbm, fp_sram=args.fpsram, int_sram=args.intsram,
+                         vram=args.vram, max_instructions=args.max_instructions, max_wall_seconds=args.max_seconds,
+                         progress=progress, **extra)
     except (InputError, OSError) as exc:
         progress.close()
         return fail_input(exc)
@@ -211,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
         dumps = {name: str(path) for name, path in paths.items()}
         summary["dump_seconds"] = round(time.perf_counter() - t0, 6)
     summary["dumps"] = dumps
+    if trace_summary is not None:
+        summary["trace"] = {"path": str(args.trace_instructions), "records": trace_summary.records,
+                            "truncated": trace_summary.truncated}
+        print(trace_summary.message(), file=sys.stderr)
 
     if profiling and result.error is None:
         try:

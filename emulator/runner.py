@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from ._jit_cache import announce_if_cold
 from .core import state as S
 from .core.hbm_store import SparseHbm
 from .core.loop import run_loop
+from .core.stops import DB_SKIP_AT, no_stops
 from .core.numerics import e4m3_decode_table, e8m0_decode_table
 from .decode import decode, unknown_opcodes
 from .errors import BudgetExceeded, EmulationError, ImageError, InputError
@@ -183,6 +185,188 @@ def dma_block_capacity(settings: Settings) -> int:
     return rows * (max(settings.MLEN, settings.VLEN) // 64 + 3) + 1
 
 
+@dataclass
+class Machine:
+    """Every array of one run's machine state, in the layout the jitted run loop takes.
+
+    `run()` drives it to the end; the debugger (emulator/debug) drives the same object in steps
+    and stops.  `dec` is None when decoding failed (`decode_error` says why).
+    """
+
+    program: Program
+    settings: Settings
+    dec: np.ndarray | None
+    decode_error: EmulationError | None
+    warnings: list[str]
+    counters: np.ndarray
+    gp: np.ndarray
+    fpr: np.ndarray
+    areg: np.ndarray
+    ctrl: np.ndarray
+    loops: np.ndarray
+    params: np.ndarray
+    vram: np.ndarray
+    mram: np.ndarray
+    fpsram: np.ndarray
+    intsram: np.ndarray
+    macc: np.ndarray
+    vacc: np.ndarray
+    hmacc: np.ndarray
+    hvacc: np.ndarray
+    store: SparseHbm
+    ts: object
+    e4m3: np.ndarray
+    e8m0: np.ndarray
+    rows: np.ndarray
+    blk: np.ndarray
+    seen: np.ndarray
+    vals: np.ndarray
+    ebuf: np.ndarray
+    sbuf: np.ndarray
+    trace: np.ndarray
+    labels: np.ndarray
+    label_secs: np.ndarray
+    err: np.ndarray
+    dbg: np.ndarray
+    conds: np.ndarray
+
+    @property
+    def pc(self) -> int:
+        return int(self.ctrl[S.PC])
+
+    @property
+    def finished(self) -> bool:
+        return self.dec is None or self.pc >= len(self.program)
+
+    def advance(self, stop_after: int) -> int:
+        """Run until `stop_after` dynamic instructions, the end, an abort or a debugger stop.
+
+        Grows the HBM page pool and resumes when the loop asks for pages; returns the final
+        status (never ST_NEED_PAGES).
+        """
+        while True:
+            self.ctrl[S.HBM_PAGES_USED] = self.store.pages_used
+            status = run_loop(self.dec, self.counters, self.gp, self.fpr, self.areg, self.ctrl, self.loops,
+                              self.params, self.vram, self.mram, self.fpsram, self.intsram, self.macc, self.vacc,
+                              self.hmacc, self.hvacc, self.store.page_table, self.store.pool, self.ts, self.e4m3,
+                              self.e8m0, self.rows, self.blk, self.seen, self.vals, self.ebuf, self.sbuf, self.trace,
+                              self.labels, self.label_secs, self.err, stop_after, self.dbg, self.conds)
+            self.store.pages_used = int(self.ctrl[S.HBM_PAGES_USED])
+            if status != S.ST_NEED_PAGES:
+                return status
+            self.store.ensure_free(int(self.err[2]))
+            # The stalled instruction already passed its debugger checks: do not stop there again.
+            self.dbg[DB_SKIP_AT] = self.ctrl[S.INSTRUCTIONS]
+
+    def core_error(self) -> EmulationError:
+        return error_from_core(self.err, self.program, self.settings, int(self.ctrl[S.NOW]))
+
+    def budget_error(self, message: str) -> BudgetExceeded:
+        pc = self.pc
+        return BudgetExceeded("budget", message, pc=pc, opcode=_mnemonic(self.program.words[pc]),
+                              source=self.program.source_ref(pc), cycles=int(self.ctrl[S.NOW]))
+
+    def state(self) -> MachineState:
+        """The architectural state now (arrays are the live ones; gp/fp/addr are copies)."""
+        ctrl = self.ctrl
+        return MachineState(
+            vram=self.vram, vram_rows_used=int(ctrl[S.VRAM_ROWS_USED]), mram=self.mram,
+            mram_tiles_used=int(ctrl[S.MRAM_TILES_USED]), fp_sram=self.fpsram, int_sram=self.intsram,
+            gp=self.gp.astype(np.uint32), fp=self.fpr[:8].copy(), addr=self.areg.view(np.uint64).copy(),
+            scale=int(ctrl[S.SCALE]), stride=int(ctrl[S.STRIDE]), v_mask=int(ctrl[S.V_MASK]), hbm=self.store)
+
+    def result(self, error: EmulationError | None, wall_seconds: float, trace_limit: int = 0) -> RunResult:
+        ctrl, counters = self.ctrl, self.counters
+        used = int(ctrl[S.TRACE_USED])
+        trace_events = None
+        if trace_limit > 0:
+            trace_events = TraceEvents(pc=self.trace[:used, 0].astype(np.int32), start=self.trace[:used, 1].copy(),
+                                       end=self.trace[:used, 2].copy(), truncated=int(ctrl[S.INSTRUCTIONS]) > used)
+        return RunResult(
+            program=self.program, settings=self.settings, cycles=int(ctrl[S.NOW]),
+            instructions=int(ctrl[S.INSTRUCTIONS]), hbm_bytes_read=int(ctrl[S.HBM_READ]),
+            hbm_bytes_written=int(ctrl[S.HBM_WRITTEN]), hbm_model=self.settings.hbm_model,
+            pc_count=counters[:, S.C_COUNT].copy(), pc_cycles=counters[:, S.C_CYCLES].copy(),
+            pc_hbm_read=counters[:, S.C_HBM_READ].copy(), pc_hbm_written=counters[:, S.C_HBM_WRITTEN].copy(),
+            state=self.state(), error=error, wall_seconds=wall_seconds, trace=trace_events,
+            label_seconds=[self.label_secs[i].copy() for i in range(self.label_secs.shape[0])],
+            warnings=self.warnings)
+
+
+def new_machine(
+    program: Program | str | os.PathLike,
+    *,
+    settings: Settings | None = None,
+    hbm: ImageSource = None,
+    fp_sram: ImageSource = None,
+    int_sram: ImageSource = None,
+    vram: ImageSource = None,
+    tensors: Mapping[str, tuple[np.ndarray, int]] | None = None,
+    trace_limit: int = 0,
+    seconds_labels: Sequence[np.ndarray] | None = None,
+) -> Machine:
+    """The machine state before the first instruction (arguments as for `run()`)."""
+    announce_if_cold(run_loop)  # before anything jitted (the HBM store's writers too) compiles
+    program = as_program(program)
+    settings = settings or default_settings()
+    spec = load_isa()
+    m, v, b, a = settings.MLEN, settings.VLEN, settings.BLEN, settings.BROADCAST_AMOUNT
+    n = len(program)
+
+    fpsram = load_fp_sram(_image_bytes(fp_sram)) if fp_sram is not None else np.zeros(1024, np.uint16)
+    intsram = load_int_sram(_image_bytes(int_sram)) if int_sram is not None else np.zeros(1024, np.uint32)
+    vram_arr = np.zeros((settings.VECTOR_SRAM_SIZE, v), dtype=np.uint16)  # pages materialise on touch
+    ctrl = np.zeros(S.CTRL_SIZE, dtype=np.int64)
+    ctrl[S.STRIDE] = 1
+    if vram is not None:
+        pre = load_vram_preload(_image_bytes(vram), v, settings.VECTOR_SRAM_SIZE)
+        vram_arr[: pre.shape[0]] = pre
+        nz = np.nonzero(pre.any(axis=1))[0]
+        ctrl[S.VRAM_ROWS_USED] = int(nz[-1]) + 1 if nz.size else 0
+    store = SparseHbm(settings.HBM_SIZE)
+    if hbm is not None:
+        data = load_hbm_preload(_image_bytes(hbm), settings.HBM_SIZE)
+        if data.size:
+            store.write(0, data)
+    if tensors:
+        _place_tensors(store, tensors)
+    label_maps = [np.asarray(lab, dtype=np.int32) for lab in (seconds_labels or [])]
+    for lab in label_maps:
+        if lab.shape != (n,):
+            raise InputError(f"a seconds label map must have one entry per instruction ({n}), got {lab.shape}")
+    labels = np.stack(label_maps) if label_maps else np.zeros((0, n), dtype=np.int32)
+    n_labels = max([int(lab.max()) + 1 for lab in label_maps if lab.size] + [1])
+
+    warnings = list(settings.warnings)
+    warnings += [f"pc {pc}: unknown opcode 0x{op:02X} (the reference logs it while decoding; executing it aborts)"
+                 for pc, op in unknown_opcodes(program, spec)]
+    decode_error: EmulationError | None = None
+    try:
+        dec = decode(program, settings, spec)
+    except EmulationError as exc:
+        decode_error = exc
+        dec = None
+    dbg, conds = no_stops()
+    return Machine(
+        program=program, settings=settings, dec=dec, decode_error=decode_error, warnings=warnings,
+        counters=np.zeros((n, S.COUNTER_SIZE), dtype=np.int64),
+        gp=np.zeros(16, dtype=np.int64), fpr=np.zeros(16, dtype=np.uint16), areg=np.zeros(16, dtype=np.int64),
+        ctrl=ctrl, loops=np.zeros((S.LOOP_STACK_CAP, S.LOOP_SIZE), dtype=np.int64),
+        params=hardware_params(settings), vram=vram_arr,
+        mram=np.zeros((settings.mram_tiles, m * m), dtype=np.float32), fpsram=fpsram, intsram=intsram,
+        macc=np.zeros((b, b), dtype=np.float32), vacc=np.zeros(b, dtype=np.float32),
+        hmacc=np.zeros((a, m, m), dtype=np.float32), hvacc=np.zeros((a, m), dtype=np.float32),
+        store=store, ts=new_timing_state(settings.hbm_model), e4m3=e4m3_decode_table(), e8m0=e8m0_decode_table(),
+        rows=np.zeros((max(m, 3), max(m, v)), dtype=np.float32),
+        blk=np.zeros(dma_block_capacity(settings), dtype=np.int64),
+        seen=np.zeros(settings.HBM_V_Writeback_Amount * 4 + 4, dtype=np.int64),
+        vals=np.zeros(max(m, v), dtype=np.float32), ebuf=np.zeros(max(m, v), dtype=np.uint8),
+        sbuf=np.zeros(max(m, v) // 8 + 1, dtype=np.uint8),
+        trace=np.zeros((max(int(trace_limit), 0), 3), dtype=np.int64), labels=labels,
+        label_secs=np.zeros((labels.shape[0], n_labels), dtype=np.float64),
+        err=np.zeros(S.ERR_SIZE, dtype=np.int64), dbg=dbg, conds=conds)
+
+
 def run(
     program: Program | str | os.PathLike,
     *,
@@ -207,102 +391,29 @@ def run(
     always raises an InputError before anything runs.
     """
     t0 = time.perf_counter()
-    announce_if_cold(run_loop)  # before anything jitted (the HBM store's writers too) compiles
-    program = as_program(program)
-    settings = settings or default_settings()
-    spec = load_isa()
-    m, v, b, a = settings.MLEN, settings.VLEN, settings.BLEN, settings.BROADCAST_AMOUNT
-    n = len(program)
-
-    # ---- state
-    fpsram = load_fp_sram(_image_bytes(fp_sram)) if fp_sram is not None else np.zeros(1024, np.uint16)
-    intsram = load_int_sram(_image_bytes(int_sram)) if int_sram is not None else np.zeros(1024, np.uint32)
-    vram_arr = np.zeros((settings.VECTOR_SRAM_SIZE, v), dtype=np.uint16)  # pages materialise on touch
-    ctrl = np.zeros(S.CTRL_SIZE, dtype=np.int64)
-    ctrl[S.STRIDE] = 1
-    if vram is not None:
-        pre = load_vram_preload(_image_bytes(vram), v, settings.VECTOR_SRAM_SIZE)
-        vram_arr[: pre.shape[0]] = pre
-        nz = np.nonzero(pre.any(axis=1))[0]
-        ctrl[S.VRAM_ROWS_USED] = int(nz[-1]) + 1 if nz.size else 0
-    store = SparseHbm(settings.HBM_SIZE)
-    if hbm is not None:
-        data = load_hbm_preload(_image_bytes(hbm), settings.HBM_SIZE)
-        if data.size:
-            store.write(0, data)
-    if tensors:
-        _place_tensors(store, tensors)
-    mram = np.zeros((settings.mram_tiles, m * m), dtype=np.float32)
-    gp = np.zeros(16, dtype=np.int64)
-    fpr = np.zeros(16, dtype=np.uint16)
-    areg = np.zeros(16, dtype=np.int64)
-    loops = np.zeros((S.LOOP_STACK_CAP, S.LOOP_SIZE), dtype=np.int64)
-    params = hardware_params(settings)
-    macc = np.zeros((b, b), dtype=np.float32)
-    vacc = np.zeros(b, dtype=np.float32)
-    hmacc = np.zeros((a, m, m), dtype=np.float32)
-    hvacc = np.zeros((a, m), dtype=np.float32)
-    rows = np.zeros((max(m, 3), max(m, v)), dtype=np.float32)
-    blk = np.zeros(dma_block_capacity(settings), dtype=np.int64)
-    seen = np.zeros(settings.HBM_V_Writeback_Amount * 4 + 4, dtype=np.int64)
-    vals = np.zeros(max(m, v), dtype=np.float32)
-    ebuf = np.zeros(max(m, v), dtype=np.uint8)
-    sbuf = np.zeros(max(m, v) // 8 + 1, dtype=np.uint8)
-    trace = np.zeros((max(int(trace_limit), 0), 3), dtype=np.int64)
-    label_maps = [np.asarray(lab, dtype=np.int32) for lab in (seconds_labels or [])]
-    for lab in label_maps:
-        if lab.shape != (n,):
-            raise InputError(f"a seconds label map must have one entry per instruction ({n}), got {lab.shape}")
-    labels = np.stack(label_maps) if label_maps else np.zeros((0, n), dtype=np.int32)
-    n_labels = max([int(lab.max()) + 1 for lab in label_maps if lab.size] + [1])
-    label_secs = np.zeros((labels.shape[0], n_labels), dtype=np.float64)
-    counters = np.zeros((n, S.COUNTER_SIZE), dtype=np.int64)
-    err = np.zeros(S.ERR_SIZE, dtype=np.int64)
-    ts = new_timing_state(settings.hbm_model)
-    e4m3 = e4m3_decode_table()
-    e8m0 = e8m0_decode_table()
-
-    warnings = list(settings.warnings)
-    warnings += [f"pc {pc}: unknown opcode 0x{op:02X} (the reference logs it while decoding; executing it aborts)"
-                 for pc, op in unknown_opcodes(program, spec)]
-    error: EmulationError | None = None
-    try:
-        dec = decode(program, settings, spec)
-    except EmulationError as exc:
-        error = exc
-        dec = None
+    machine = new_machine(program, settings=settings, hbm=hbm, fp_sram=fp_sram, int_sram=int_sram, vram=vram,
+                          tensors=tensors, trace_limit=trace_limit, seconds_labels=seconds_labels)
+    ctrl = machine.ctrl
+    error = machine.decode_error
 
     # ---- run in chunks
     last_progress = t0
-    while dec is not None:
+    while machine.dec is not None:
         limit = ctrl[S.INSTRUCTIONS] + CHUNK_INSTRUCTIONS
         if max_instructions is not None:
             limit = min(limit, int(max_instructions))
-        ctrl[S.HBM_PAGES_USED] = store.pages_used
-        status = run_loop(dec, counters, gp, fpr, areg, ctrl, loops, params, vram_arr, mram, fpsram, intsram,
-                          macc, vacc, hmacc, hvacc, store.page_table, store.pool, ts, e4m3, e8m0, rows, blk,
-                          seen, vals, ebuf, sbuf, trace, labels, label_secs, err, limit)
-        store.pages_used = int(ctrl[S.HBM_PAGES_USED])
+        status = machine.advance(limit)
         if status == S.ST_DONE:
             break
         if status == S.ST_ERROR:
-            error = error_from_core(err, program, settings, int(ctrl[S.NOW]))
+            error = machine.core_error()
             break
-        if status == S.ST_NEED_PAGES:
-            store.ensure_free(int(err[2]))
-            continue
         now = time.perf_counter()
         if max_instructions is not None and ctrl[S.INSTRUCTIONS] >= max_instructions:
-            pc = int(ctrl[S.PC])
-            error = BudgetExceeded("budget", f"instruction budget of {max_instructions} exhausted",
-                                   pc=pc, opcode=_mnemonic(program.words[pc]), source=program.source_ref(pc),
-                                   cycles=int(ctrl[S.NOW]))
+            error = machine.budget_error(f"instruction budget of {max_instructions} exhausted")
             break
         if max_wall_seconds is not None and now - t0 > max_wall_seconds:
-            pc = int(ctrl[S.PC])
-            error = BudgetExceeded("budget", f"wall-time budget of {max_wall_seconds} s exhausted",
-                                   pc=pc, opcode=_mnemonic(program.words[pc]), source=program.source_ref(pc),
-                                   cycles=int(ctrl[S.NOW]))
+            error = machine.budget_error(f"wall-time budget of {max_wall_seconds} s exhausted")
             break
         if progress is not None and now - last_progress >= PROGRESS_INTERVAL_S:
             progress(int(ctrl[S.INSTRUCTIONS]), int(ctrl[S.NOW]))
@@ -310,22 +421,4 @@ def run(
 
     if error is not None and raise_on_error:
         raise error
-    used = int(ctrl[S.TRACE_USED])
-    trace_events = None
-    if trace_limit > 0:
-        trace_events = TraceEvents(pc=trace[:used, 0].astype(np.int32), start=trace[:used, 1].copy(),
-                                   end=trace[:used, 2].copy(), truncated=int(ctrl[S.INSTRUCTIONS]) > used)
-    state = MachineState(
-        vram=vram_arr, vram_rows_used=int(ctrl[S.VRAM_ROWS_USED]), mram=mram,
-        mram_tiles_used=int(ctrl[S.MRAM_TILES_USED]), fp_sram=fpsram, int_sram=intsram,
-        gp=gp.astype(np.uint32), fp=fpr[:8].copy(), addr=areg.view(np.uint64).copy(),
-        scale=int(ctrl[S.SCALE]), stride=int(ctrl[S.STRIDE]), v_mask=int(ctrl[S.V_MASK]), hbm=store)
-    return RunResult(
-        program=program, settings=settings, cycles=int(ctrl[S.NOW]), instructions=int(ctrl[S.INSTRUCTIONS]),
-        hbm_bytes_read=int(ctrl[S.HBM_READ]), hbm_bytes_written=int(ctrl[S.HBM_WRITTEN]),
-        hbm_model=settings.hbm_model, pc_count=counters[:, S.C_COUNT].copy(),
-        pc_cycles=counters[:, S.C_CYCLES].copy(), pc_hbm_read=counters[:, S.C_HBM_READ].copy(),
-        pc_hbm_written=counters[:, S.C_HBM_WRITTEN].copy(), state=state, error=error,
-        wall_seconds=time.perf_counter() - t0, trace=trace_events,
-        label_seconds=[label_secs[i].copy() for i in range(label_secs.shape[0])],
-        warnings=warnings)
+    return machine.result(error, time.perf_counter() - t0, trace_limit)

@@ -3,7 +3,8 @@
 Strictly in-order and blocking, like the reference: total cycles are the sum of per-instruction
 durations; only DMA durations depend on state (the HBM timing model).  The loop runs until the
 program ends, an abort, a full page pool (ST_NEED_PAGES, resumed by the façade) or `stop_after`
-dynamic instructions (ST_CHUNK, so the façade can check budgets and report progress).
+dynamic instructions (ST_CHUNK, so the façade can check budgets and report progress), or a
+debugger stop (ST_STOP; armed through the D_STOP column, `dbg` and `conds`: emulator/core/stops.py).
 """
 
 import numpy as np
@@ -18,7 +19,9 @@ from .state import (
     C_COUNT, C_CYCLES, C_HBM_READ, C_HBM_WRITTEN, D_COST, D_FUNCT1, D_HANDLER, D_IMM18, D_IMM22, D_RD,
     D_RS1, D_RS2, D_RS3, E_INVALID_OPCODE, HBM_PAGES_USED, HBM_READ, HBM_WRITTEN, INSTRUCTIONS, NOW,
     P_MAX_LOOP, PC, SCALE, ST_CHUNK, ST_DONE, ST_ERROR, ST_NEED_PAGES, STRIDE, TRACE_USED, V_MASK,
+    D_STOP, ST_STOP,
 )
+from .stops import STOP_WATCH, stop_before, sync_watches
 from .vector import (
     EW_ADD, EW_EXP, EW_MAX, EW_MIN, EW_MUL, EW_RECI, EW_SUB, EW_SUB_REV, s_map_v_fp, v_elementwise,
     v_red_max, v_red_sum, v_shift, v_topk,
@@ -91,7 +94,7 @@ def _fp_code(h):
 @jit
 def run_loop(dec, counters, gp, fpr, areg, ctrl, loops, params, vram, mram, fpsram, intsram,
              macc, vacc, hmacc, hvacc, pt, pool, ts, e4m3, e8m0, rows, blk, seen, vals, ebuf, sbuf,
-             trace, labels, label_secs, err, stop_after):
+             trace, labels, label_secs, err, stop_after, dbg, conds):
     n = dec.shape[0]
     pc = ctrl[PC]
     now = ctrl[NOW]
@@ -103,6 +106,10 @@ def run_loop(dec, counters, gp, fpr, areg, ctrl, loops, params, vram, mram, fpsr
     while pc < n:
         if ctrl[INSTRUCTIONS] >= stop_after:
             status = ST_CHUNK
+            break
+        stop = dec[pc, D_STOP]
+        if stop != 0 and stop_before(stop, pc, gp, fpr, areg, ctrl, dbg, conds):
+            status = ST_STOP
             break
         if not count_instruction(loops, ctrl, max_loop, err, pc):
             status = ST_ERROR
@@ -231,6 +238,10 @@ def run_loop(dec, counters, gp, fpr, areg, ctrl, loops, params, vram, mram, fpsr
                 lab = labels[m, pc]
                 if lab >= 0:
                     label_secs[m, lab] += secs
+        if stop & STOP_WATCH and sync_watches(pc, dbg, vram, mram, fpsram, intsram, pt, pool, params, False):
+            pc = next_pc
+            status = ST_STOP
+            break
         pc = next_pc
     ctrl[PC] = pc
     ctrl[NOW] = now

@@ -14,9 +14,10 @@ P_MLEN, P_VLEN, P_BLEN, P_HLEN, P_BROADCAST, P_MAX_LOOP, P_PREFETCH_M_ROWS, P_PR
     P_WRITEBACK_ROWS, P_VRAM_DEPTH, P_MRAM_TILES, P_HBM_CAPACITY, P_MX_BLOCK = range(13)
 PARAMS_SIZE = 16
 
-# Decoded program: int64[n, DEC_SIZE], one row per static instruction.
-D_HANDLER, D_RD, D_RS1, D_RS2, D_RS3, D_FUNCT1, D_IMM22, D_IMM18, D_COST = range(9)
-DEC_SIZE = 9
+# Decoded program: int64[n, DEC_SIZE], one row per static instruction.  D_STOP holds the
+# debugger's stop flags for that pc (emulator/core/stops.py); the decoder leaves it 0.
+D_HANDLER, D_RD, D_RS1, D_RS2, D_RS3, D_FUNCT1, D_IMM22, D_IMM18, D_COST, D_STOP = range(10)
+DEC_SIZE = 10
 
 # Loop stack entries: int64[cap, LOOP_SIZE].
 L_START_PC, L_COUNT, L_CURRENT, L_INSTR_COUNT, L_REG = range(5)
@@ -27,8 +28,8 @@ LOOP_STACK_CAP = 65536
 C_COUNT, C_CYCLES, C_HBM_READ, C_HBM_WRITTEN = range(4)
 COUNTER_SIZE = 4
 
-# Run-loop status.
-ST_DONE, ST_CHUNK, ST_ERROR, ST_NEED_PAGES = range(4)
+# Run-loop status.  ST_STOP: a debugger stop (breakpoint, condition or watchpoint) fired.
+ST_DONE, ST_CHUNK, ST_ERROR, ST_NEED_PAGES, ST_STOP = range(5)
 
 # err: int64[ERR_SIZE] = [kind, pc, a, b, c, d]; messages are rendered in Python (emulator/runner.py).
 ERR_SIZE = 8
