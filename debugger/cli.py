@@ -128,10 +128,13 @@ def main(argv: list[str] | None = None) -> int:
     if "--dap" in argv and not any(a.endswith((".asm", ".mem", ".hex")) for a in argv):
         from .dap import serve
         return serve(sys.stdin.buffer, sys.stdout.buffer)
-    args = build_debug_parser().parse_args(argv)
+    parser = build_debug_parser()
+    args = parser.parse_args(argv)
     if args.dap:
         from .dap import serve
         return serve(sys.stdin.buffer, sys.stdout.buffer, default_program=args.program)
+    if args.program is None:
+        parser.error("a program (.asm or .mem) is required, unless --dap")
     from emulator.asm import load_program
     try:
         settings = settings_from_args(args)

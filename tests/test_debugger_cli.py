@@ -190,3 +190,10 @@ def test_command_errors_are_messages_not_crashes():
     assert "V_ADD_VV" in c.completions("break opcode ", "V_A")
     assert c.completions("break section ", "b") == ["body"]
     assert c.completions("print ", "gp1") == ["gp1", "gp10", "gp11", "gp12", "gp13", "gp14", "gp15"]
+
+
+def test_no_program_is_a_usage_error(capsys):
+    from debugger.cli import main
+    with pytest.raises(SystemExit) as exc:
+        main([])
+    assert exc.value.code == 2 and "a program (.asm or .mem) is required" in capsys.readouterr().err
