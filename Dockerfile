@@ -18,6 +18,7 @@ COPY emulator ./emulator
 COPY profiler ./profiler
 COPY api ./api
 COPY batch ./batch
+COPY debugger ./debugger
 # The shipped examples the dashboard's "new run" page offers (PLENA_API_EXAMPLES_DIR).
 COPY examples ./examples
 
