@@ -422,12 +422,19 @@ class Session:
         finally:
             self.breakpoints.pop(bp.id, None)
 
-    def run_to_end(self) -> RunResult:
-        """Continue with no breakpoints armed and return the RunResult (as `emulator.run` would)."""
+    def run_to_end(self, max_instructions: int | None = None) -> RunResult:
+        """Continue with no breakpoints armed and return the RunResult (as `emulator.run` would).
+
+        `max_instructions` is a total budget like run()'s: reaching it ends the session with a
+        BudgetExceeded error."""
         saved_b, saved_w = self.breakpoints, self.watchpoints
         self.breakpoints, self.watchpoints = {}, {}
         try:
-            self._resume(None, "limit")
+            left = None if max_instructions is None else max(int(max_instructions) - self.instructions, 0)
+            if left != 0:
+                self._resume(None if left is None else self.instructions + left, "limit")
+            if not self.finished and max_instructions is not None:
+                self.error = self.machine.budget_error(f"instruction budget of {max_instructions} exhausted")
         finally:
             self.breakpoints, self.watchpoints = saved_b, saved_w
         return self.result()

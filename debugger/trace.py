@@ -212,8 +212,9 @@ def step_record(s: Session) -> dict:
 
 
 def trace_instructions(s: Session, out: IO[str], *, ranges: tuple[TraceRange, ...] = (), limit: int = DEFAULT_LIMIT,
-                       fmt: str = "jsonl") -> TraceSummary:
-    """Record instructions (those in `ranges`, or all) until the program ends or `limit` records."""
+                       fmt: str = "jsonl", max_instructions: int | None = None) -> TraceSummary:
+    """Record instructions (those in `ranges`, or all) until the program ends, `limit` records,
+    or `max_instructions` dynamic instructions in all (a run budget)."""
     if limit < 1:
         raise InputError("the trace limit must be >= 1")
     if fmt not in ("jsonl", "csv"):
@@ -224,14 +225,14 @@ def trace_instructions(s: Session, out: IO[str], *, ranges: tuple[TraceRange, ..
     n = len(s.program)
     range_pcs = tuple(sorted({p for r in pc_ranges for p in range(r.first, min(r.last, n - 1) + 1)}))
     records = 0
-    while not s.finished and records < limit:
+    while not s.finished and records < limit and (max_instructions is None or s.instructions < max_instructions):
         if ranges and not any(r.covers(s.pc, s.cycle) for r in ranges):
             later = [r.first for r in cycle_ranges if r.first > s.cycle]
             if not range_pcs and not later:
                 break  # nothing left to record
             bp = s.break_at(cycle=min(later), temporary=True) if later else None
             try:
-                s._resume(None, "finish", internal=range_pcs)
+                s._resume(max_instructions, "finish", internal=range_pcs)
             finally:
                 if bp is not None:
                     s.breakpoints.pop(bp.id, None)
@@ -263,12 +264,16 @@ def traced_run(args, program, settings, **inputs):
 
     `inputs`: the images and any extra run() outputs the profiler asked for (trace_limit,
     seconds_labels)."""
+    if args.max_seconds is not None:
+        raise InputError("--max-seconds does not apply to a traced run (bound it with --max-instructions or "
+                         "--trace-instructions-limit)")
     ranges = tuple(TraceRange.parse(t) for t in args.trace_range)
     fmt = args.trace_format or ("csv" if args.trace_instructions.suffix.lower() == ".csv" else "jsonl")
     s = Session(program, settings=settings, **inputs)
     try:
         with open(args.trace_instructions, "w", encoding="utf-8", newline="") as out:
-            summary = trace_instructions(s, out, ranges=ranges, limit=args.trace_instructions_limit, fmt=fmt)
+            summary = trace_instructions(s, out, ranges=ranges, limit=args.trace_instructions_limit, fmt=fmt,
+                                         max_instructions=args.max_instructions)
     except OSError as exc:
         raise InputError(f"cannot write the trace to {str(args.trace_instructions)!r}: {exc.strerror or exc}") from exc
-    return s.run_to_end(), summary
+    return s.run_to_end(args.max_instructions), summary

@@ -372,3 +372,40 @@ def test_only_the_listed_writers_change_each_memory(name):
                 assert op in MEMORY_WRITERS[mem], f"{op} changed {mem}"
                 seen.add((op, mem))
     assert seen
+
+
+@needs_corpus
+@pytest.mark.conformance
+def test_watch_on_an_mram_tile_filled_by_prefetches():
+    name = "aten_linear"
+    oracle = _case_session(name)
+    changes = []
+    before = oracle.mram_tile(0)
+    while not oracle.finished and len(changes) < 3:
+        pc = oracle.pc
+        oracle.step()
+        now = oracle.mram_tile(0)
+        if not np.array_equal(now.view(np.uint32), before.view(np.uint32)):
+            changes.append((pc, oracle.instructions, before, now))
+        before = now
+    assert changes
+    s = _case_session(name)
+    s.watch("mram", 0)
+    for pc, count, old, new in changes:
+        stop = s.continue_()
+        assert stop.reason == "watchpoint" and stop.writer.pc == pc and s.opcode(pc) == "H_PREFETCH_M"
+        assert stop.instructions == count and stop.watch_hits[0].changed == (0,)
+        np.testing.assert_array_equal(stop.watch_hits[0].old[0], old)
+        np.testing.assert_array_equal(stop.watch_hits[0].new[0], new)
+
+
+def test_hbm_tensors_decode_like_the_tensor_reader():
+    from emulator.tensors import read_mx_tensor
+    ex = Path(__file__).resolve().parents[1] / "examples" / "linear"
+    image = (ex / "hbm.bin").read_bytes()
+    s = Session(ex / "program.asm", hbm=ex / "hbm.bin", fp_sram=ex / "fp_sram.bin")
+    np.testing.assert_array_equal(s.hbm_tensor(0, (4, 64)), read_mx_tensor(image, 0, (4, 64)))
+    np.testing.assert_array_equal(s.hbm_tensor(4096, (64, 64)), read_mx_tensor(image, 4096, (64, 64)))
+    assert s.hbm_bytes(4096, 8) == image[4096:4104]
+    s.run_until(section="store")
+    assert s.compare(16, np.load(ex / "expected_y.npy"), atol=1e-2, rtol=1e-2).ok

@@ -113,6 +113,12 @@ def test_emulate_cli_writes_jsonl_and_csv(tmp_path, capsys):
 
     code = emulate_main([str(prog), "--trace-instructions", str(out), "--trace-range", "nope"])
     assert code == 2
+    code = emulate_main([str(prog), "--trace-instructions", str(out), "--max-instructions", "5", "--json"])
+    assert code == 4
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["instructions"] == 5 and summary["error"]["kind"] == "budget"
+    assert emulate_main([str(prog), "--trace-instructions", str(out), "--max-seconds", "5"]) == 2
+    assert "--max-seconds does not apply" in capsys.readouterr().err
 
 
 @needs_corpus
