@@ -16,7 +16,7 @@ from emulator.cli import main as emulate_main
 from emulator.errors import InputError
 from emulator.tensors import f32_to_bf16_bits
 
-from .conftest import CONFORMANCE, needs_corpus
+from .conftest import needs_corpus
 
 PROGRAM = """\
 ; init
