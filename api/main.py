@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from .config import ServiceSettings, get_service_settings
 from .dashboard import data as dashboard_data
 from .dashboard import pages as dashboard_pages
+from .dashboard.batch_pages import batch_pages
 from .jobs import QueueFull
 from .batches import BatchManager
 from .routers import batches, meta, runs, tools
@@ -153,6 +154,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.include_router(meta.router)
     app.include_router(dashboard_data)
     app.include_router(dashboard_pages)
+    app.include_router(batch_pages)
     app.add_exception_handler(RequestInvalid, _request_invalid)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(QueueFull, _queue_full)
