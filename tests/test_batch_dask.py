@@ -242,3 +242,22 @@ def test_progress_bar_on_a_terminal(client, tmp_path):
     assert "24/24" in text and "0 failed" in text and "ETA" in text
     assert "24 jobs: 24 ok, 0 failed, 0 invalid" in text
     assert read_rows(out).num_rows == 24
+
+
+def test_dumps_are_written_when_asked(client, tmp_path):
+    import hashlib
+
+    from tests.batch_util import DUMP_FILES
+
+    plan = load_manifest(SWEEP)
+    plan.jobs = [j for j in plan.jobs if j.overrides["LATENCY.VECTOR_MUL_CYCLES"] == 1 and
+                 j.overrides["hbm_model"] == "hbm2"]
+    plan.options = plan.options.model_copy(update={"dumps": True, "profile": False})
+    run_batch(plan, tmp_path / "out", client=client)
+    rows = read_rows(tmp_path / "out").to_pylist()
+    assert len(rows) == 4
+    for r in rows:
+        assert r["profile_path"] is None
+        for name, fname in DUMP_FILES.items():
+            data = (tmp_path / "out" / r["dumps_dir"] / fname).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == r[f"{name}_sha256"]
