@@ -20,6 +20,7 @@ import os
 import socket
 import time
 import traceback
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -97,13 +98,24 @@ def empty_result_columns() -> dict[str, Any]:
             **{f"{d}_sha256": None for d in DUMP_NAMES}, **_error_columns(), "worker": None}
 
 
+@lru_cache(maxsize=128)
+def settings_for(text: str | None, missing: str, overrides_json: str) -> Any:
+    """Settings of a job, parsed once per worker: the jobs of a batch share a few settings files and
+    grid points, and parsing one costs more than running a small program.  (Settings are immutable.)"""
+    from emulator.settings import load_settings
+
+    base = load_settings(text=text, missing=missing) if text is not None else load_settings(missing=missing)
+    overrides = json.loads(overrides_json)
+    return base.with_overrides(overrides) if overrides else base
+
+
 def execute_job(task: dict[str, Any], progress: Any = None) -> tuple[dict[str, Any], Any]:
     """Run one job in this process: (result columns, RunResult or None when it never ran).
     Never raises for the job's own problems; `progress(instructions, cycles)` as for `run()`."""
     from emulator.asm import assemble, parse_mem
     from emulator.errors import EmulationError, InputError
     from emulator.runner import run
-    from emulator.settings import SettingsError, load_settings
+    from emulator.settings import SettingsError
 
     row = empty_result_columns()
     row["worker"] = f"{socket.gethostname()}:{os.getpid()}"
@@ -121,12 +133,8 @@ def execute_job(task: dict[str, Any], progress: Any = None) -> tuple[dict[str, A
         else:
             program = assemble(text, name=task["name"])
         row["program_sha256"] = program.sha256
-        if task.get("settings") is not None:
-            settings = load_settings(text=_data(task["settings"]).decode("utf-8"), missing=task["settings_missing"])
-        else:
-            settings = load_settings(missing=task["settings_missing"])
-        if task["overrides"]:
-            settings = settings.with_overrides(task["overrides"])
+        text = _data(task["settings"]).decode("utf-8") if task.get("settings") is not None else None
+        settings = settings_for(text, task["settings_missing"], json.dumps(task["overrides"], sort_keys=True))
         images = {kind: _data(spec) for kind, spec in task["images"].items()}
         tensors = {name: (np.load(io.BytesIO(_data(spec)), allow_pickle=False), int(spec["hbm_addr"]))
                    for name, spec in task["tensors"].items()}
