@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .errors import BudgetExceeded, InputError
 from .settings import SettingsError, load_settings
+from .timing.report import overlap_report_text
 
 try:  # the profiler's flags live in one place (profiler/cli.py); the core runs without it
     import profiler.cli as _profiler
@@ -82,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override one setting, e.g. --set MLEN=32 --set LATENCY.VECTOR_ADD_CYCLES.dc_lib_en=2")
     s.add_argument("--hbm-model", choices=("hbm2", "analytic"),
                    help="HBM timing model: hbm2 (cycle-exact, default) or analytic (quick estimate)")
+    s.add_argument("--timing", choices=("sequential", "overlapped"),
+                   help="sequential: the reference's timing (default); overlapped: also compute the "
+                        "decoupled-units model (DMA in parallel with compute, stall attribution; "
+                        "README 'Overlapped timing'), parameters from the settings' OVERLAP table")
     s.add_argument("--hbm-size", type=parse_size, metavar="N",
                    help="HBM capacity in bytes (K/M/G/T suffixes), overriding CONFIG.HBM_SIZE")
     s.add_argument("--reference-fallback", action="store_true",
@@ -126,6 +131,9 @@ class _Progress:
             sys.stderr.flush()
 
 
+OVERLAP_TRACE_LIMIT = 1 << 20   # instructions whose overlapped start/end the terminal lanes use
+
+
 def _report_text(summary: dict, dumps: dict) -> str:
     lines = [
         f"cycles            {summary['cycles']:,}",
@@ -159,6 +167,8 @@ def settings_from_args(args: argparse.Namespace):
         overrides["hbm_model"] = args.hbm_model
     if args.hbm_size is not None:
         overrides["HBM_SIZE"] = args.hbm_size
+    if getattr(args, "timing", None):
+        overrides["timing"] = args.timing
     return load_settings(args.settings, overrides=overrides or None,
                          missing="reference-defaults" if args.reference_fallback else "error")
 
@@ -199,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     profiling = _profiler is not None and _profiler.profiling_requested(args)
     try:
         extra = _profiler.profile_run_kwargs(args, program) if profiling else {}
+        if settings.timing == "overlapped":  # the report's unit lanes need the per-instruction record
+            extra["trace_limit"] = max(extra.get("trace_limit", 0), OVERLAP_TRACE_LIMIT)
         trace_summary = None
         if _trace is not None and args.trace_instructions is not None:
             result, trace_summary = _trace.traced_run(args, program, settings, hbm=args.hbm, fp_sram=args.fpsram,
@@ -243,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(summary))
     elif result.error is None:
         print(_report_text(summary, dumps))
+        if result.overlap is not None:
+            print()
+            print(overlap_report_text(result.overlap, result.cycles, program.source_ref))
     if result.error is not None:
         if not args.json:
             print(f"emulate: {result.error}", file=sys.stderr)

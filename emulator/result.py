@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import EmulationError
 from .program import Program
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .timing.scheduler import OverlapResult
 
 
 @dataclass
@@ -67,6 +71,10 @@ class RunResult:
     # stage-profile JSON, whose float sums depend on that order): label_seconds[i][label].
     label_seconds: list[np.ndarray] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # "sequential": `cycles` and the per-pc counters are the reference's timing (always computed).
+    # "overlapped": additionally `overlap` holds the overlapped model's figures (emulator/timing).
+    timing: str = "sequential"
+    overlap: "OverlapResult | None" = None
 
     @property
     def ok(self) -> bool:
@@ -81,6 +89,9 @@ class RunResult:
             "hbm_model": self.hbm_model,
             "wall_seconds": round(self.wall_seconds, 6),
         }
+        if self.overlap is not None:
+            out["timing"] = self.timing
+            out["overlapped"] = self.overlap.summary()
         if self.error is not None:
             out["error"] = self.error.to_dict()
         return out

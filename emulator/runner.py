@@ -30,6 +30,7 @@ from .images import load_fp_sram, load_hbm_preload, load_int_sram, load_vram_pre
 from .program import Program
 from .result import MachineState, RunResult, TraceEvents
 from .settings import Settings, default_settings
+from .timing.scheduler import OPLOG_CHUNK, OverlapScheduler
 
 CHUNK_INSTRUCTIONS = 1 << 20   # instructions per run-loop call between budget/progress checks
 PROGRESS_INTERVAL_S = 0.1
@@ -229,6 +230,9 @@ class Machine:
     err: np.ndarray
     dbg: np.ndarray
     conds: np.ndarray
+    # overlapped timing: the run loop's operand log (empty for sequential runs) and the model
+    oplog: np.ndarray
+    scheduler: OverlapScheduler | None
 
     @property
     def pc(self) -> int:
@@ -246,12 +250,18 @@ class Machine:
         """
         while True:
             self.ctrl[S.HBM_PAGES_USED] = self.store.pages_used
+            logged_from = int(self.ctrl[S.INSTRUCTIONS])
+            limit = stop_after if self.scheduler is None else min(stop_after, logged_from + self.oplog.shape[0])
             status = run_loop(self.dec, self.counters, self.gp, self.fpr, self.areg, self.ctrl, self.loops,
                               self.params, self.vram, self.mram, self.fpsram, self.intsram, self.macc, self.vacc,
                               self.hmacc, self.hvacc, self.store.page_table, self.store.pool, self.ts, self.e4m3,
                               self.e8m0, self.rows, self.blk, self.seen, self.vals, self.ebuf, self.sbuf, self.trace,
-                              self.labels, self.label_secs, self.err, stop_after, self.dbg, self.conds)
+                              self.labels, self.label_secs, self.err, limit, self.dbg, self.conds, self.oplog)
             self.store.pages_used = int(self.ctrl[S.HBM_PAGES_USED])
+            if self.scheduler is not None:  # the operand log holds one chunk: schedule it now
+                self.scheduler.consume(self.oplog, int(self.ctrl[S.INSTRUCTIONS]) - logged_from)
+                if status == S.ST_CHUNK and self.ctrl[S.INSTRUCTIONS] < stop_after:
+                    continue
             if status != S.ST_NEED_PAGES:
                 return status
             self.store.ensure_free(int(self.err[2]))
@@ -290,7 +300,8 @@ class Machine:
             pc_hbm_read=counters[:, S.C_HBM_READ].copy(), pc_hbm_written=counters[:, S.C_HBM_WRITTEN].copy(),
             state=self.state(), error=error, wall_seconds=wall_seconds, trace=trace_events,
             label_seconds=[self.label_secs[i].copy() for i in range(self.label_secs.shape[0])],
-            warnings=self.warnings)
+            warnings=self.warnings, timing=self.settings.timing,
+            overlap=self.scheduler.result(trace_limit) if self.scheduler is not None else None)
 
 
 def new_machine(
@@ -347,24 +358,29 @@ def new_machine(
         decode_error = exc
         dec = None
     dbg, conds = no_stops()
+    params = hardware_params(settings)
+    blk = np.zeros(dma_block_capacity(settings), dtype=np.int64)
+    overlapped = settings.timing == "overlapped" and dec is not None
     return Machine(
         program=program, settings=settings, dec=dec, decode_error=decode_error, warnings=warnings,
         counters=np.zeros((n, S.COUNTER_SIZE), dtype=np.int64),
         gp=np.zeros(16, dtype=np.int64), fpr=np.zeros(16, dtype=np.uint16), areg=np.zeros(16, dtype=np.int64),
         ctrl=ctrl, loops=np.zeros((S.LOOP_STACK_CAP, S.LOOP_SIZE), dtype=np.int64),
-        params=hardware_params(settings), vram=vram_arr,
+        params=params, vram=vram_arr,
         mram=np.zeros((settings.mram_tiles, m * m), dtype=np.float32), fpsram=fpsram, intsram=intsram,
         macc=np.zeros((b, b), dtype=np.float32), vacc=np.zeros(b, dtype=np.float32),
         hmacc=np.zeros((a, m, m), dtype=np.float32), hvacc=np.zeros((a, m), dtype=np.float32),
         store=store, ts=new_timing_state(settings.hbm_model), e4m3=e4m3_decode_table(), e8m0=e8m0_decode_table(),
         rows=np.zeros((max(m, 3), max(m, v)), dtype=np.float32),
-        blk=np.zeros(dma_block_capacity(settings), dtype=np.int64),
+        blk=blk,
         seen=np.zeros(settings.HBM_V_Writeback_Amount * 4 + 4, dtype=np.int64),
         vals=np.zeros(max(m, v), dtype=np.float32), ebuf=np.zeros(max(m, v), dtype=np.uint8),
         sbuf=np.zeros(max(m, v) // 8 + 1, dtype=np.uint8),
         trace=np.zeros((max(int(trace_limit), 0), 3), dtype=np.int64), labels=labels,
         label_secs=np.zeros((labels.shape[0], n_labels), dtype=np.float64),
-        err=np.zeros(S.ERR_SIZE, dtype=np.int64), dbg=dbg, conds=conds)
+        err=np.zeros(S.ERR_SIZE, dtype=np.int64), dbg=dbg, conds=conds,
+        oplog=np.zeros((OPLOG_CHUNK if overlapped else 0, S.OPLOG_SIZE), dtype=np.int64),
+        scheduler=OverlapScheduler(settings, dec, params, blk.shape[0]) if overlapped else None)
 
 
 def run(

@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from isa_specs import DEFAULT_SETTINGS_TOML, REFERENCE_BUILTIN_TOML
 
+from .timing.model import OverlapModel, OverlapModelError, apply_overlap_override, overlap_from_table
+
 CONFIG_KEYS = (
     "DC_EN", "MAX_LOOP_INSTRUCTIONS", "BLEN", "HLEN", "MLEN", "VLEN", "BROADCAST_AMOUNT", "HBM_SIZE",
     "MATRIX_SRAM_SIZE", "VECTOR_SRAM_SIZE", "HBM_M_Prefetch_Amount", "HBM_V_Prefetch_Amount",
@@ -111,6 +113,7 @@ class Settings(BaseModel):
     latency_table: dict[str, tuple[int, int]]
     precision: dict[str, PrecisionType]
     hbm_model: Literal["hbm2", "analytic"] = "hbm2"
+    overlap: OverlapModel = OverlapModel()   # [OVERLAP]: timing mode and the overlapped model
     source: str = "defaults"
 
     @field_validator("latency_table")
@@ -122,6 +125,11 @@ class Settings(BaseModel):
         return v
 
     # ---------------------------------------------------------------- derived values
+    @property
+    def timing(self) -> str:
+        """"sequential" (the reference's timing) or "overlapped" (emulator/timing)."""
+        return self.overlap.timing
+
     def latency(self, knob: str) -> int:
         """The DC_EN-selected value of one LATENCY knob (dc_lib_en iff DC_EN != 0)."""
         en, dis = self.latency_table[knob]
@@ -169,6 +177,7 @@ class Settings(BaseModel):
             "CONFIG": {k: {"value": getattr(self, k)} for k in CONFIG_KEYS},
             "PRECISION": prec,
             "LATENCY": {k: {"dc_lib_en": en, "dc_lib_dis": dis} for k, (en, dis) in self.latency_table.items()},
+            "OVERLAP": self.overlap.model_dump(),
         }
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:
@@ -311,14 +320,25 @@ def _build(table: Mapping, extra: Mapping, source: str, missing: MissingPolicy) 
         prec = {k: _precision(_require(table, f"PRECISION.{k}", where), k, where) for k in PRECISION_KEYS}
     except SettingsError:
         if missing == "reference-defaults":
-            return load_settings(REFERENCE_BUILTIN_TOML).with_overrides(dict(extra)) if extra else \
+            fallback = load_settings(REFERENCE_BUILTIN_TOML).with_overrides(dict(extra)) if extra else \
                 load_settings(REFERENCE_BUILTIN_TOML)
+            if "OVERLAP" not in table:
+                return fallback
+            try:  # the overlapped-timing table is ours, not the reference's: it survives the fallback
+                return fallback.model_copy(update={"overlap": overlap_from_table(table["OVERLAP"], where)})
+            except OverlapModelError as exc:
+                raise SettingsError(str(exc)) from exc
         raise
+    try:
+        overlap = overlap_from_table(table.get("OVERLAP"), where)
+    except OverlapModelError as exc:
+        raise SettingsError(str(exc)) from exc
     hbm_model = extra.get("hbm_model", "hbm2")
     if hbm_model not in HBM_MODELS:
         raise SettingsError(f"{where}: hbm_model must be one of {HBM_MODELS}, got {hbm_model!r}")
     try:
-        s = Settings(**values, latency_table=lat, precision=prec, hbm_model=hbm_model, source=source)
+        s = Settings(**values, latency_table=lat, precision=prec, hbm_model=hbm_model, overlap=overlap,
+                     source=source)
     except ValidationError as exc:
         raise SettingsError(f"{where}: {exc.errors()[0]['msg']}") from exc
     s.check_supported()
@@ -333,9 +353,17 @@ def _apply_overrides(table: dict, extra: dict, overrides: Mapping[str, Any]) -> 
         if key in ("hbm_model",):
             extra[key] = value
             continue
+        if key == "timing":
+            key = "OVERLAP.timing"
         parts = key.split(".")
         if parts[0] == "TRANSACTIONAL":
             parts = parts[1:]
+        if parts and parts[0] == "OVERLAP":
+            try:
+                apply_overlap_override(table, parts[1:], value)
+            except OverlapModelError as exc:
+                raise SettingsError(str(exc)) from exc
+            continue
         if not parts or not all(parts):
             raise SettingsError(f"override {key!r}: not a settings key (e.g. MLEN, CONFIG.MLEN, "
                                 "LATENCY.VECTOR_ADD_CYCLES.dc_lib_en)")

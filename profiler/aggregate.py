@@ -79,14 +79,23 @@ class Counters:
     instructions: int
     hbm_bytes_read: int
     hbm_bytes_written: int
+    # Overlapped timing (emulator/timing), None for sequential runs: per pc its share of the
+    # critical path, the cycles its unit waited on hazards / the HBM port, and the cycles the
+    # front end waited to issue it.
+    pc_critical: np.ndarray | None = None
+    pc_stall: np.ndarray | None = None
+    pc_issue_stall: np.ndarray | None = None
 
     @classmethod
     def from_result(cls, result: RunResult) -> Counters:
+        o = result.overlap
         return cls(
             np.asarray(result.pc_count, dtype=np.int64), np.asarray(result.pc_cycles, dtype=np.int64),
             np.asarray(result.pc_hbm_read, dtype=np.int64), np.asarray(result.pc_hbm_written, dtype=np.int64),
             int(result.cycles), int(result.instructions), int(result.hbm_bytes_read),
-            int(result.hbm_bytes_written))
+            int(result.hbm_bytes_written),
+            pc_critical=None if o is None else o.pc_critical, pc_stall=None if o is None else o.pc_stall,
+            pc_issue_stall=None if o is None else o.pc_issue_stall)
 
     def consistency_problems(self) -> list[str]:
         """Per-pc sums that do not equal the totals (the tables would then not add up)."""
@@ -173,6 +182,10 @@ class Stats:
     hbm_bytes_written: int = 0
     macs: int = 0
     unit_cycles: dict[str, int] = field(default_factory=lambda: {u: 0 for u in UNITS})
+    # overlapped timing: critical-path cycles, hazard/port stall cycles, front-end stall cycles
+    critical_cycles: int = 0
+    stall_cycles: int = 0
+    issue_stall_cycles: int = 0
 
     def add(self, other: Stats) -> None:
         self.instructions += other.instructions
@@ -180,6 +193,9 @@ class Stats:
         self.hbm_bytes_read += other.hbm_bytes_read
         self.hbm_bytes_written += other.hbm_bytes_written
         self.macs += other.macs
+        self.critical_cycles += other.critical_cycles
+        self.stall_cycles += other.stall_cycles
+        self.issue_stall_cycles += other.issue_stall_cycles
         for u, c in other.unit_cycles.items():
             self.unit_cycles[u] = self.unit_cycles.get(u, 0) + c
 
@@ -264,6 +280,8 @@ class Profile:
     warnings: list[str] = field(default_factory=list)
     wall_seconds: float | None = None
     source: dict[str, Any] | None = None  # per-line heat table (profiler.heat), None when too long
+    timing: str = "sequential"
+    overlapped: dict[str, Any] | None = None  # run-level overlapped figures (SCHEMA.md "overlapped")
 
     # ------------------------------------------------------------------ derived numbers
     @property
@@ -315,7 +333,8 @@ def build_profile(program: Program, settings: Settings, counters: Counters, *, k
                   peak_hbm_bytes_per_cycle: float | None = None,
                   hot_pcs: int = DEFAULT_HOT_PCS, error: dict | None = None,
                   estimate: dict | None = None, hbm_model: str | None = None,
-                  warnings: list[str] | None = None, wall_seconds: float | None = None) -> Profile:
+                  warnings: list[str] | None = None, wall_seconds: float | None = None,
+                  overlapped: dict | None = None) -> Profile:
     """Aggregate per-pc counters into a Profile."""
     if not clock_hz > 0:
         raise ValueError(f"clock must be positive, got {clock_hz}")
@@ -340,6 +359,11 @@ def build_profile(program: Program, settings: Settings, counters: Counters, *, k
     s_macs = _group_sum(sid, macs, n_paths)
     s_static = _group_sum(sid, np.ones(n, dtype=np.int64), n_paths)
     s_unit = _group_sum(sid * n_units + dec.unit, cyc, n_paths * n_units).reshape(n_paths, n_units)
+    has_overlap = counters.pc_critical is not None
+    if has_overlap:
+        s_crit = _group_sum(sid, counters.pc_critical, n_paths)
+        s_stall = _group_sum(sid, counters.pc_stall, n_paths)
+        s_issue = _group_sum(sid, counters.pc_issue_stall, n_paths)
     first_pc = np.full(n_paths, n, dtype=np.int64)
     np.minimum.at(first_pc, sid, np.arange(n, dtype=np.int64))
     # Per (section path, opcode) sums.
@@ -376,6 +400,10 @@ def build_profile(program: Program, settings: Settings, counters: Counters, *, k
         st.hbm_bytes_read += int(s_hr[p])
         st.hbm_bytes_written += int(s_hw[p])
         st.macs += int(s_macs[p])
+        if has_overlap:
+            st.critical_cycles += int(s_crit[p])
+            st.stall_cycles += int(s_stall[p])
+            st.issue_stall_cycles += int(s_issue[p])
         for u in range(n_units):
             st.unit_cycles[UNITS[u]] += int(s_unit[p, u])
         node.static_instructions += int(s_static[p])
@@ -455,7 +483,7 @@ def build_profile(program: Program, settings: Settings, counters: Counters, *, k
         hbm_model=hbm_model or settings.hbm_model, sections_mode=smap.mode,
         section_normalization=smap.normalization.describe(), error=error, estimate=estimate,
         warnings=list(smap.warnings) + problems + list(warnings or []), wall_seconds=wall_seconds,
-        source=heat)
+        source=heat, timing="overlapped" if overlapped is not None else "sequential", overlapped=overlapped)
 
 
 def _section_order(node: SectionNode):
@@ -468,4 +496,34 @@ def profile_run(result: RunResult, **kwargs) -> Profile:
     warnings = list(kwargs.pop("warnings", None) or [])
     return build_profile(result.program, result.settings, Counters.from_result(result), kind="dynamic",
                          error=error, hbm_model=result.hbm_model, warnings=warnings,
-                         wall_seconds=result.wall_seconds, **kwargs)
+                         wall_seconds=result.wall_seconds, overlapped=overlapped_summary(result), **kwargs)
+
+
+MAX_PROFILE_STALLS = 50
+
+
+def overlapped_summary(result: RunResult) -> dict | None:
+    """The profile's run-level `overlapped` object (None for sequential runs)."""
+    o = result.overlap
+    if o is None:
+        return None
+
+    def where(pc: int) -> dict:
+        src = result.program.source_ref(pc)
+        return {"line": src.line_no if src else None, "text": src.text if src else None}
+
+    return {
+        "cycles": o.cycles,
+        "sequential_cycles": result.cycles,
+        "speedup": result.cycles / o.cycles if o.cycles else None,
+        "dependency_bound": o.dependency_bound,
+        "critical_instructions": o.critical_instructions,
+        "front_end_stall_cycles": o.front_end_stall,
+        "dma_extra_cycles": o.dma_extra,
+        "units": {u.name: {"instructions": u.instructions, "busy_cycles": u.busy, "stalled_cycles": u.stalled,
+                           "idle_cycles": u.idle} for u in o.units},
+        "stalls": [{"unit": st.unit, "cause": st.cause, "resource": st.resource, "blocker_pc": st.blocker_pc,
+                    **{f"blocker_{k}": v for k, v in where(st.blocker_pc).items()}, "cycles": st.cycles}
+                   for st in o.stalls[:MAX_PROFILE_STALLS]],
+        "model": o.model,
+    }

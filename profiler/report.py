@@ -1,6 +1,6 @@
 """Rendering a Profile: terminal table, JSON (documented schema), CSV; loading saved JSON.
 
-JSON schema (``"schema": "plena-profile"``, ``"schema_version": 1``; full description with
+JSON schema (``"schema": "plena-profile"``, ``"schema_version": 2``; full description with
 every field in profiler/SCHEMA.md).  Top level, in this order::
 
     schema, schema_version, kind ("dynamic" | "static"), program {name, sha256, words, has_source},
@@ -9,6 +9,8 @@ every field in profiler/SCHEMA.md).  Top level, in this order::
     error (null or {kind, pc, opcode, line, source, message}),
     estimate (null for runs; for static estimates {exact, estimated, notes}),
     units {<unit>: {busy_cycles, utilisation}} for matrix, vector, scalar-int, scalar-fp, dma, control,
+    timing ("sequential" | "overlapped"), overlapped (null, or the overlapped model's totals, units,
+    stalls and parameters),
     matrix {macs, macs_per_cycle, peak_macs_per_cycle, utilisation, peak_definition},
     hbm {model, bytes_read, bytes_written, bytes_per_cycle, bytes_per_dma_cycle, gb_per_s,
          peak_bytes_per_cycle, utilisation, dma_utilisation, peak_definition},
@@ -22,7 +24,9 @@ every field in profiler/SCHEMA.md).  Top level, in this order::
     <section> = {name, path, first_pc, static_instructions, cycles, share, seconds, instructions,
                  hbm_bytes_read, hbm_bytes_written, macs, macs_per_cycle, matrix_utilisation,
                  hbm_bytes_per_cycle, hbm_utilisation, unit_cycles {<unit>: int},
-                 unit_utilisation {<unit>: float}, by_opcode {<mnemonic>: <opcode row>},
+                 unit_utilisation {<unit>: float},
+                 overlapped (null, or {critical_cycles, speedup, stall_cycles, issue_stall_cycles}),
+                 by_opcode {<mnemonic>: <opcode row>},
                  self (only when it has children: the same numbers for its own instructions),
                  sections [ <section> ... ]}
     <opcode row> = {unit, instructions, cycles, share, hbm_bytes_read, hbm_bytes_written, macs}
@@ -49,7 +53,8 @@ from .aggregate import HotPc, OpStats, Profile, SectionNode, Stats
 from .heat import heat_problems
 
 SCHEMA = "plena-profile"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_SCHEMA_VERSIONS = (1, 2)   # version 1 documents have no timing/overlapped keys
 BAR_WIDTH = 24
 _EIGHTHS = " ▏▎▍▌▋▊▉█"
 
@@ -80,7 +85,14 @@ def _stats_dict(st: Stats, p: Profile) -> dict[str, Any]:
         "hbm_utilisation": _ratio(_ratio(moved, st.cycles), p.peak_hbm_bytes_per_cycle),
         "unit_cycles": {u: st.unit_cycles.get(u, 0) for u in UNITS},
         "unit_utilisation": {u: _ratio(st.unit_cycles.get(u, 0), st.cycles) for u in UNITS},
+        "overlapped": _overlapped_stats(st) if p.timing == "overlapped" else None,
     }
+
+
+def _overlapped_stats(st: Stats) -> dict[str, Any]:
+    return {"critical_cycles": st.critical_cycles,
+            "speedup": st.cycles / st.critical_cycles if st.critical_cycles else None,
+            "stall_cycles": st.stall_cycles, "issue_stall_cycles": st.issue_stall_cycles}
 
 
 def _op_dict(row: OpStats, p: Profile) -> dict[str, Any]:
@@ -119,6 +131,8 @@ def profile_to_dict(p: Profile) -> dict[str, Any]:
         "estimate": p.estimate,
         "units": {u: {"busy_cycles": t.unit_cycles.get(u, 0), "utilisation": _ratio(t.unit_cycles.get(u, 0), t.cycles)}
                   for u in UNITS},
+        "timing": p.timing,
+        "overlapped": p.overlapped,
         "matrix": {"macs": t.macs, "macs_per_cycle": _ratio(t.macs, t.cycles),
                    "peak_macs_per_cycle": p.peak_macs_per_cycle,
                    "utilisation": _ratio(_ratio(t.macs, t.cycles), p.peak_macs_per_cycle),
@@ -174,6 +188,11 @@ def _stats_from(d: dict, where: str) -> Stats:
         if isinstance(c, bool) or not isinstance(c, int):
             raise ProfileFormatError(f"{where}.unit_cycles.{u}: expected an integer")
         st.unit_cycles[u] = c
+    ov = d.get("overlapped")
+    if ov is not None:
+        st.critical_cycles = _need(ov, "critical_cycles", f"{where}.overlapped")
+        st.stall_cycles = _need(ov, "stall_cycles", f"{where}.overlapped")
+        st.issue_stall_cycles = _need(ov, "issue_stall_cycles", f"{where}.overlapped")
     return st
 
 
@@ -208,9 +227,9 @@ def _source_from(heat: Any) -> dict | None:
 def profile_from_dict(d: Any) -> Profile:
     if not isinstance(d, dict) or d.get("schema") != SCHEMA:
         raise ProfileFormatError(f"not a {SCHEMA} JSON document (missing \"schema\": \"{SCHEMA}\")")
-    if d.get("schema_version") != SCHEMA_VERSION:
+    if d.get("schema_version") not in READABLE_SCHEMA_VERSIONS:
         raise ProfileFormatError(f"unsupported {SCHEMA} schema_version {d.get('schema_version')!r} "
-                                 f"(this version reads {SCHEMA_VERSION})")
+                                 f"(this version reads {', '.join(map(str, READABLE_SCHEMA_VERSIONS))})")
     prog = _need(d, "program", "profile", dict)
     totals_d = _need(d, "totals", "profile", dict)
     units = _need(d, "units", "profile", dict)
@@ -242,7 +261,8 @@ def profile_from_dict(d: Any) -> Profile:
         peak_hbm_definition=str(hbm.get("peak_definition", "")), hbm_model=str(hbm.get("model", "")),
         sections_mode=str(d.get("sections_mode", "")), section_normalization=str(d.get("section_normalization", "")),
         error=d.get("error"), estimate=d.get("estimate"), warnings=list(d.get("warnings") or []),
-        wall_seconds=d.get("wall_seconds"), source=_source_from(d.get("source")))
+        wall_seconds=d.get("wall_seconds"), source=_source_from(d.get("source")),
+        timing=str(d.get("timing") or "sequential"), overlapped=d.get("overlapped"))
 
 
 def load_profile(path: str | Path) -> Profile:
@@ -441,6 +461,9 @@ def print_report(p: Profile, console=None, *, max_sections: int = 30, max_opcode
                   f"({100 * _ratio(_ratio(moved, t.cycles), p.peak_hbm_bytes_per_cycle):.2f}% / "
                   f"{100 * _ratio(_ratio(moved, dma), p.peak_hbm_bytes_per_cycle):.2f}%)")
 
+    if p.overlapped is not None:
+        _print_overlapped(p, rows[:max_sections], console)
+
     ot = Table(title="Opcodes by cycles", title_justify="left", show_edge=False, pad_edge=False)
     for col, just in (("opcode", "left"), ("unit", "left"), ("count", "right"), (f"{approx}cycles", "right"),
                       ("share", "right"), ("", "left"), ("HBM R/W B", "right")):
@@ -463,3 +486,46 @@ def print_report(p: Profile, console=None, *, max_sections: int = 30, max_opcode
         console.print(ht)
     for w in p.warnings:
         console.print(Text(f"warning: {w}", style="yellow"))
+
+
+def _print_overlapped(p: Profile, rows, console) -> None:
+    """Overlapped timing: totals, units (busy/stalled/idle), per-section critical path and
+    speed-up, and the largest stalls with their cause."""
+    from rich.table import Table
+
+    o = p.overlapped
+    seq = o["sequential_cycles"]
+    console.print(f"overlapped timing: {o['cycles']:,} cycles vs sequential {seq:,} "
+                  f"(speed-up {seq / o['cycles'] if o['cycles'] else 0:.2f}x); dependency bound "
+                  f"{o['dependency_bound']:,}; critical path {o['critical_instructions']:,} instructions; "
+                  f"front end waited {o['front_end_stall_cycles']:,} cycles on full unit queues")
+    ut = Table(title="Overlapped units (busy + stalled + idle = overlapped total)", title_justify="left",
+               show_edge=False, pad_edge=False)
+    for col, just in (("unit", "left"), ("instr", "right"), ("busy", "right"), ("stalled", "right"),
+                      ("idle", "right"), ("busy", "left")):
+        ut.add_column(col, justify=just, no_wrap=True)
+    for name, u in o["units"].items():
+        ut.add_row(name, f"{u['instructions']:,}", f"{u['busy_cycles']:,}", f"{u['stalled_cycles']:,}",
+                   f"{u['idle_cycles']:,}", bar(_ratio(u["busy_cycles"], o["cycles"]), 16))
+    console.print(ut)
+    st = Table(title="Sections: sequential cycles, share of the overlapped critical path, speed-up",
+               title_justify="left", show_edge=False, pad_edge=False)
+    for col, just in (("section", "left"), ("sequential", "right"), ("critical path", "right"),
+                      ("speed-up", "right"), ("stalled", "right"), ("issue waits", "right")):
+        st.add_column(col, justify=just, no_wrap=True, overflow="ellipsis", max_width=60 if col == "section" else None)
+    for depth, node in rows:
+        s = node.stats
+        speed = f"{s.cycles / s.critical_cycles:.2f}x" if s.critical_cycles else ("hidden" if s.cycles else "")
+        st.add_row(("  " * depth) + node.name, f"{s.cycles:,}", f"{s.critical_cycles:,}", speed,
+                   f"{s.stall_cycles:,}", f"{s.issue_stall_cycles:,}")
+    console.print(st)
+    if o["stalls"]:
+        kt = Table(title="Largest stalls (the unit waited; cause; resource; the earlier instruction it waited on)",
+                   title_justify="left", show_edge=False, pad_edge=False)
+        for col, just in (("cycles", "right"), ("unit", "left"), ("cause", "left"), ("resource", "left"),
+                          ("on pc", "right"), ("line", "right"), ("instruction", "left")):
+            kt.add_column(col, justify=just, no_wrap=True, overflow="ellipsis")
+        for k in o["stalls"][:10]:
+            kt.add_row(f"{k['cycles']:,}", k["unit"], k["cause"], k["resource"], str(k["blocker_pc"]),
+                       "" if k.get("blocker_line") is None else str(k["blocker_line"]), k.get("blocker_text") or "")
+        console.print(kt)

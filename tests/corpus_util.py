@@ -15,24 +15,28 @@ from emulator.runner import run
 from emulator.settings import Settings, load_settings
 
 
-def case_settings(case_dir: Path, hbm_model: str | None = None) -> Settings:
-    """The case's settings; a file the reference would reject falls back like the reference."""
-    overrides = {"hbm_model": hbm_model} if hbm_model else None
+def case_settings(case_dir: Path, hbm_model: str | None = None, overlap: dict | None = None) -> Settings:
+    """The case's settings; a file the reference would reject falls back like the reference.
+
+    `overlap`: OVERLAP overrides, e.g. {"timing": "overlapped"} (emulator/timing/model.py)."""
+    overrides = dict(overlap or {})
+    if hbm_model:
+        overrides["hbm_model"] = hbm_model
     cfg = json.loads((case_dir / "case.json").read_text())
     missing = "reference-defaults" if "effective_config" in cfg else "error"
-    s = load_settings(case_dir / "settings.toml", overrides=overrides, missing=missing)
+    s = load_settings(case_dir / "settings.toml", overrides=overrides or None, missing=missing)
     if "hbm_size" in cfg:
         s = s.with_overrides({"HBM_SIZE": int(cfg["hbm_size"])})
     return s
 
 
-def run_case(case_dir: Path, hbm_model: str | None = None, **kwargs) -> RunResult:
+def run_case(case_dir: Path, hbm_model: str | None = None, overlap: dict | None = None, **kwargs) -> RunResult:
     def opt(name: str) -> Path | None:
         p = case_dir / name
         return p if p.exists() else None
 
     program = parse_mem((case_dir / "program.mem").read_text(), name=case_dir.name)
-    return run(program, settings=case_settings(case_dir, hbm_model), hbm=opt("hbm.bin"),
+    return run(program, settings=case_settings(case_dir, hbm_model, overlap), hbm=opt("hbm.bin"),
                fp_sram=opt("fp_sram.bin"), int_sram=opt("int_sram.bin"), vram=opt("vram_preload.bin"),
                **kwargs)
 

@@ -251,7 +251,7 @@ def test_json_schema_and_round_trip(tmp_path):
     p = profile_run(template_result(), clock_hz=5e8)
     d = profile_to_dict(p)
     assert list(d)[:6] == ["schema", "schema_version", "kind", "program", "settings", "clock_hz"]
-    assert d["schema"] == "plena-profile" and d["schema_version"] == 1 and d["kind"] == "dynamic"
+    assert d["schema"] == "plena-profile" and d["schema_version"] == 2 and d["kind"] == "dynamic"
     assert d["totals"]["seconds"] == pytest.approx(p.totals.cycles / 5e8)
     assert sum(s["cycles"] for s in d["sections"]) == d["totals"]["cycles"]
     for s in d["sections"]:

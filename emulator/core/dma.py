@@ -47,6 +47,46 @@ def _region(gp, areg, ctrl, rs1, rs2, rs3, dim, mx_block):
 
 
 @jit
+def prefetch_blocks(is_matrix, rs1, rs2, rs3, gp, areg, ctrl, params, blk):
+    """blk[:n] = the 64-byte HBM blocks an H_PREFETCH_M/V reads, in request order; returns n.
+
+    Per row: every block of its elements, then the one block holding its first scale byte.
+    """
+    dim = params[P_MLEN] if is_matrix else params[P_VLEN]
+    nrows = params[P_PREFETCH_M_ROWS] if is_matrix else params[P_PREFETCH_V_ROWS]
+    index, scale_index, stride_used, stride_scale = _region(gp, areg, ctrl, rs1, rs2, rs3, dim, params[P_MX_BLOCK])
+    nblk = 0
+    for k in range(nrows):
+        ea, sa = _row_addresses(k, index, scale_index, stride_used, stride_scale)
+        b = ea & -BLOCK
+        while b < ea + dim:
+            blk[nblk] = b & ADDR_MASK
+            nblk += 1
+            b += BLOCK
+        blk[nblk] = (sa & -BLOCK) & ADDR_MASK
+        nblk += 1
+    return nblk
+
+
+@jit
+def store_blocks(rs1, rs2, rs3, gp, areg, ctrl, params, blk):
+    """blk[:n] = the 64-byte HBM blocks an H_STORE_V read-modify-writes, in order; returns n."""
+    vlen = params[P_VLEN]
+    mx_block = params[P_MX_BLOCK]
+    index, scale_index, stride_used, stride_scale = _region(gp, areg, ctrl, rs1, rs2, rs3, vlen, mx_block)
+    nblk = 0
+    for k in range(params[P_WRITEBACK_ROWS]):
+        ea, sa = _row_addresses(k, index, scale_index, stride_used, stride_scale)
+        for lo, n in ((ea, vlen), (sa, vlen // mx_block)):
+            b = lo & -BLOCK
+            while b < lo + n:
+                blk[nblk] = b & ADDR_MASK
+                nblk += 1
+                b += BLOCK
+    return nblk
+
+
+@jit
 def h_prefetch(is_matrix, rd, rs1, rs2, rs3, gp, areg, ctrl, params, vram, mram, pt, pool, ts,
                blk, e4m3, e8m0, vals, ebuf, sbuf, err, pc, move_data):
     """Returns the instruction's end cycle, or -1 after recording an abort.
@@ -75,40 +115,31 @@ def h_prefetch(is_matrix, rd, rs1, rs2, rs3, gp, areg, ctrl, params, vram, mram,
         if last_tile >= params[P_MRAM_TILES]:
             fail(err, E_PREFETCH_TILE_RANGE, pc, last_tile, params[P_MRAM_TILES])
             return -1
-    index, scale_index, stride_used, stride_scale = _region(gp, areg, ctrl, rs1, rs2, rs3, dim, mx_block)
-    nscale = dim // mx_block
-    nblk = 0
-    for k in range(nrows):
-        ea, sa = _row_addresses(k, index, scale_index, stride_used, stride_scale)
-        b = ea & -BLOCK
-        while b < ea + dim:
-            blk[nblk] = b & ADDR_MASK
-            nblk += 1
-            b += BLOCK
-        sblock = sa & -BLOCK
-        blk[nblk] = sblock & ADDR_MASK
-        nblk += 1
-        if not move_data:
-            continue
-        read_bytes(pt, pool, capacity, ea, ebuf, dim)
-        # Only the 64-byte block holding the first scale byte is fetched: a scale slice that
-        # straddles a block boundary leaves its tail at 0 (scale 0.0), as in the reference.
-        avail = min(nscale, BLOCK - (sa & (BLOCK - 1)))
-        sbuf[:nscale] = 0
-        read_bytes(pt, pool, capacity, sa, sbuf, avail)
-        for c in range(dim):
-            vals[c] = e4m3[ebuf[c]] * e8m0[sbuf[c // mx_block]]
-        if is_matrix:
-            tile = first_slot + k // mlen
-            r = k % mlen
-            mram[tile, r * mlen:(r + 1) * mlen] = vals[:dim]
-            if tile + 1 > ctrl[MRAM_TILES_USED]:
-                ctrl[MRAM_TILES_USED] = tile + 1
-        else:
-            row = first_slot + k
-            if row < params[P_VRAM_DEPTH]:  # rows past the depth are dropped silently
-                f32_row_to_bf16(vals[:dim], vram[row])
-                note_vram_write(ctrl, row, VRAM_ROWS_USED)
+    nblk = prefetch_blocks(is_matrix, rs1, rs2, rs3, gp, areg, ctrl, params, blk)
+    if move_data:
+        index, scale_index, stride_used, stride_scale = _region(gp, areg, ctrl, rs1, rs2, rs3, dim, mx_block)
+        nscale = dim // mx_block
+        for k in range(nrows):
+            ea, sa = _row_addresses(k, index, scale_index, stride_used, stride_scale)
+            read_bytes(pt, pool, capacity, ea, ebuf, dim)
+            # Only the 64-byte block holding the first scale byte is fetched: a scale slice that
+            # straddles a block boundary leaves its tail at 0 (scale 0.0), as in the reference.
+            avail = min(nscale, BLOCK - (sa & (BLOCK - 1)))
+            sbuf[:nscale] = 0
+            read_bytes(pt, pool, capacity, sa, sbuf, avail)
+            for c in range(dim):
+                vals[c] = e4m3[ebuf[c]] * e8m0[sbuf[c // mx_block]]
+            if is_matrix:
+                tile = first_slot + k // mlen
+                r = k % mlen
+                mram[tile, r * mlen:(r + 1) * mlen] = vals[:dim]
+                if tile + 1 > ctrl[MRAM_TILES_USED]:
+                    ctrl[MRAM_TILES_USED] = tile + 1
+            else:
+                row = first_slot + k
+                if row < params[P_VRAM_DEPTH]:  # rows past the depth are dropped silently
+                    f32_row_to_bf16(vals[:dim], vram[row])
+                    note_vram_write(ctrl, row, VRAM_ROWS_USED)
     ctrl[HBM_READ] += BLOCK * nblk
     return read_batch(ts, ctrl[NOW], blk, nblk)
 

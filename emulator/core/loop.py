@@ -5,6 +5,8 @@ durations; only DMA durations depend on state (the HBM timing model).  The loop 
 program ends, an abort, a full page pool (ST_NEED_PAGES, resumed by the façade) or `stop_after`
 dynamic instructions (ST_CHUNK, so the façade can check budgets and report progress), or a
 debugger stop (ST_STOP; armed through the D_STOP column, `dbg` and `conds`: emulator/core/stops.py).
+With a non-empty `oplog` it also records, per dynamic instruction, the operand values the
+overlapped timing model needs (state.py OPLOG_*); data and sequential timing are unaffected.
 """
 
 import numpy as np
@@ -17,9 +19,10 @@ from .matrix import m_bmm, m_bmm_wo, m_bmv, m_bmv_wo, m_btmm, m_mm, m_mm_wo, m_m
 from .scalar import FP_ADD, FP_EXP, FP_MAX, FP_MUL, FP_RECI, FP_SQRT, FP_SUB, s_fp, s_ld_st_fp, s_ld_st_int
 from .state import (
     C_COUNT, C_CYCLES, C_HBM_READ, C_HBM_WRITTEN, D_COST, D_FUNCT1, D_HANDLER, D_IMM18, D_IMM22, D_RD,
-    D_RS1, D_RS2, D_RS3, E_INVALID_OPCODE, HBM_PAGES_USED, HBM_READ, HBM_WRITTEN, INSTRUCTIONS, NOW,
-    P_MAX_LOOP, PC, SCALE, ST_CHUNK, ST_DONE, ST_ERROR, ST_NEED_PAGES, STRIDE, TRACE_USED, V_MASK,
-    D_STOP, ST_STOP,
+    D_RS1, D_RS2, D_RS3, D_STOP, E_INVALID_OPCODE, HBM_PAGES_USED, HBM_READ, HBM_WRITTEN, INSTRUCTIONS,
+    L_REG, LOOP_SP, NOW, OPLOG_AREG_RS2, OPLOG_PC, OPLOG_RD, OPLOG_RS1, OPLOG_RS2, OPLOG_SCALE,
+    OPLOG_SEQ_CYCLES, OPLOG_STRIDE, OPLOG_TOP_LOOP_REG, P_MAX_LOOP, PC, SCALE, ST_CHUNK, ST_DONE, ST_ERROR,
+    ST_NEED_PAGES, ST_STOP, STRIDE, TRACE_USED, V_MASK,
 )
 from .stops import STOP_WATCH, stop_before, sync_watches
 from .vector import (
@@ -92,9 +95,24 @@ def _fp_code(h):
 
 
 @jit
+def _log_operands(row, pc, rd, rs1, rs2, gp, areg, ctrl, loops):
+    """One OPLOG row: the register values an instruction's resource footprint depends on, read
+    before it executes (the overlapped timing model replays these; emulator/timing)."""
+    row[OPLOG_PC] = pc
+    row[OPLOG_RD] = gp[rd]
+    row[OPLOG_RS1] = gp[rs1]
+    row[OPLOG_RS2] = gp[rs2]
+    row[OPLOG_AREG_RS2] = areg[rs2]
+    row[OPLOG_SCALE] = ctrl[SCALE]
+    row[OPLOG_STRIDE] = ctrl[STRIDE]
+    sp = ctrl[LOOP_SP]
+    row[OPLOG_TOP_LOOP_REG] = loops[sp - 1, L_REG] if sp > 0 else -1  # the register C_BREAK clears
+
+
+@jit
 def run_loop(dec, counters, gp, fpr, areg, ctrl, loops, params, vram, mram, fpsram, intsram,
              macc, vacc, hmacc, hvacc, pt, pool, ts, e4m3, e8m0, rows, blk, seen, vals, ebuf, sbuf,
-             trace, labels, label_secs, err, stop_after, dbg, conds):
+             trace, labels, label_secs, err, stop_after, dbg, conds, oplog):
     n = dec.shape[0]
     pc = ctrl[PC]
     now = ctrl[NOW]
@@ -102,6 +120,8 @@ def run_loop(dec, counters, gp, fpr, areg, ctrl, loops, params, vram, mram, fpsr
     trace_cap = trace.shape[0]
     n_label_maps = labels.shape[0]
     one = blk[-1:]
+    logging_ops = oplog.shape[0] > 0
+    log_base = ctrl[INSTRUCTIONS]  # the caller sizes oplog for this call's instructions
     status = ST_DONE
     while pc < n:
         if ctrl[INSTRUCTIONS] >= stop_after:
@@ -121,6 +141,8 @@ def run_loop(dec, counters, gp, fpr, areg, ctrl, loops, params, vram, mram, fpsr
         rs3 = dec[pc, D_RS3]
         imm18 = dec[pc, D_IMM18]
         cost = dec[pc, D_COST]
+        if logging_ops:
+            _log_operands(oplog[ctrl[INSTRUCTIONS] - log_base], pc, rd, rs1, rs2, gp, areg, ctrl, loops)
         next_pc = pc + 1
         read0 = ctrl[HBM_READ]
         written0 = ctrl[HBM_WRITTEN]
@@ -226,6 +248,8 @@ def run_loop(dec, counters, gp, fpr, areg, ctrl, loops, params, vram, mram, fpsr
         counters[pc, C_CYCLES] += cost
         counters[pc, C_HBM_READ] += ctrl[HBM_READ] - read0
         counters[pc, C_HBM_WRITTEN] += ctrl[HBM_WRITTEN] - written0
+        if logging_ops:
+            oplog[ctrl[INSTRUCTIONS] - 1 - log_base, OPLOG_SEQ_CYCLES] = cost
         t = ctrl[TRACE_USED]
         if t < trace_cap:
             trace[t, 0] = pc

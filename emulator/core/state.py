@@ -19,6 +19,13 @@ PARAMS_SIZE = 16
 D_HANDLER, D_RD, D_RS1, D_RS2, D_RS3, D_FUNCT1, D_IMM22, D_IMM18, D_COST, D_STOP = range(10)
 DEC_SIZE = 10
 
+# Operand log for the overlapped timing model: int64[n, OPLOG_SIZE], one row per dynamic
+# instruction: its pc and the register values its resource footprint depends on, read before it ran,
+# and the cycles it took in the sequential timing.
+OPLOG_PC, OPLOG_RD, OPLOG_RS1, OPLOG_RS2, OPLOG_AREG_RS2, OPLOG_SCALE, OPLOG_STRIDE, \
+    OPLOG_TOP_LOOP_REG, OPLOG_SEQ_CYCLES = range(9)
+OPLOG_SIZE = 9
+
 # Loop stack entries: int64[cap, LOOP_SIZE].
 L_START_PC, L_COUNT, L_CURRENT, L_INSTR_COUNT, L_REG = range(5)
 LOOP_SIZE = 5
