@@ -310,6 +310,10 @@ class RunRequest(_In):
     trace_limit: int | None = Field(None, ge=1, description="instructions recorded in the trace "
                                                             "(default and maximum: the service's)")
     sections: SectionMode | None = Field(None, description=SECTIONS_DESCRIPTION)
+    timing: Literal["sequential", "overlapped"] | None = Field(
+        None, description="sequential: the reference's timing (default); overlapped: also compute the "
+                          "decoupled-units model (README 'Overlapped timing'; its parameters come from the "
+                          "settings' OVERLAP table). The same as the settings override \"timing\"")
 
     @field_validator("tensors")
     @classmethod
@@ -419,6 +423,37 @@ class ProfileTotalsOut(BaseModel):
     macs: int
 
 
+class OverlappedUnitOut(BaseModel):
+    instructions: int
+    busy_cycles: int
+    stalled_cycles: int = Field(description="free, with an instruction waiting on a hazard or the HBM port")
+    idle_cycles: int
+
+
+class OverlappedStallOut(BaseModel):
+    unit: str = Field(description="the unit that waited (unit_full: the unit whose queue was full)")
+    cause: Literal["RAW", "WAR", "WAW", "hbm_port", "unit_full"]
+    resource: str = Field(description="resource space (gp, vram_row, hbm_block, ...); empty for unit_full")
+    blocker_pc: int = Field(description="the earlier instruction waited on")
+    blocker_line: int | None = None
+    blocker_text: str | None = None
+    cycles: int
+
+
+class OverlappedOut(BaseModel):
+    """The overlapped timing model's figures (profiler/SCHEMA.md "Overlapped"; top 10 stalls)."""
+
+    cycles: int
+    sequential_cycles: int
+    speedup: float | None
+    dependency_bound: int
+    critical_instructions: int
+    front_end_stall_cycles: int
+    dma_extra_cycles: int
+    units: dict[str, OverlappedUnitOut]
+    stalls: list[OverlappedStallOut]
+
+
 class ProfileOut(BaseModel):
     """Per-section summary (top sections by cycles); the full plena-profile document is at
     GET /v1/runs/{id}/profile."""
@@ -428,6 +463,8 @@ class ProfileOut(BaseModel):
     unit_cycles: dict[str, int]
     sections: list[SectionOut]
     sections_total: int = Field(description="number of top-level sections (the summary keeps the top 100)")
+    timing: Literal["sequential", "overlapped"] = "sequential"
+    overlapped: OverlappedOut | None = Field(None, description="null for sequential runs")
 
 
 class DumpOut(BaseModel):
@@ -485,6 +522,7 @@ class RunOut(BaseModel):
     hbm_bytes_read: int | None = None
     hbm_bytes_written: int | None = None
     hbm_model: str | None = None
+    timing: Literal["sequential", "overlapped"] = "sequential"
     wall_seconds: float | None = None
     progress: ProgressOut | None = Field(None, description="while running: instructions and cycles so far")
     outputs: list[TensorOut] | None = None

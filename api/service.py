@@ -116,9 +116,15 @@ class RunService:
 
     # ------------------------------------------------------------------ validation
     @staticmethod
-    def _program_and_settings(program_in: Any, settings_in: Any) -> tuple[Any, Any, dict, dict | None]:
-        """(settings, program, program spec, settings spec), or RequestInvalid naming the field."""
+    def _program_and_settings(program_in: Any, settings_in: Any, timing: str | None = None
+                              ) -> tuple[Any, Any, dict, dict | None]:
+        """(settings, program, program spec, settings spec), or RequestInvalid naming the field.
+
+        `timing` (the request's field) becomes the settings override "timing"."""
         settings_spec = settings_in.model_dump() if settings_in is not None else None
+        if timing is not None:
+            settings_spec = dict(settings_spec or {"toml": None, "overrides": {}, "missing": "error"})
+            settings_spec["overrides"] = {**settings_spec.get("overrides", {}), "timing": timing}
         program_spec = program_in.model_dump(exclude_none=True)
         try:
             settings = build_settings(settings_spec)
@@ -162,7 +168,8 @@ class RunService:
         from emulator.tensors import hbm_image_layouts, mx_layout, quantize_mxfp8
 
         cfg = self.cfg
-        settings, program, program_spec, settings_spec = self._program_and_settings(req.program, req.settings)
+        settings, program, program_spec, settings_spec = self._program_and_settings(req.program, req.settings,
+                                                                                    req.timing)
         issues: list[dict[str, Any]] = []
 
         def bad(loc: list, msg: str, type_: str = "value_error") -> None:
@@ -247,6 +254,7 @@ class RunService:
             "max_output_bytes": cfg.max_output_bytes,
             "trace_limit": trace_limit,
             "sections": req.sections,
+            "timing": settings.timing,
         }
         return Prepared(payload, program.sha256, len(program), req.program.name, wall)
 
@@ -266,7 +274,7 @@ class RunService:
                      "trace_limit": prep.payload["trace_limit"],
                      "tensors": [{"name": t["name"], "hbm_addr": t["hbm_addr"], "shape": t["shape"]}
                                  for t in prep.payload["tensors"]],
-                     "images": sorted(prep.payload["images"])},
+                     "images": sorted(prep.payload["images"]), "timing": prep.payload["timing"]},
             created_at=utcnow(), warnings=[]))
         job = Job(id=run_id, payload=prep.payload, wall_limit=prep.wall_limit)
         try:
@@ -363,6 +371,7 @@ class RunService:
             created_at=record.created_at, started_at=record.started_at, finished_at=record.finished_at,
             cycles=record.cycles, instructions=record.instructions, hbm_bytes_read=record.hbm_bytes_read,
             hbm_bytes_written=record.hbm_bytes_written, hbm_model=record.hbm_model,
+            timing=(record.options or {}).get("timing", "sequential"),
             wall_seconds=record.wall_seconds, progress=progress, outputs=outputs, profile=record.profile,
             error=EmulationErrorOut(**record.error) if record.error else None,
             issues=[FieldIssue(**i) for i in record.issues] if record.issues else None,

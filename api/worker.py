@@ -29,6 +29,7 @@ log = logging.getLogger("plena.api.worker")
 # Budgets and output size checks produce these EmulationError-shaped dicts too.
 ERROR_FIELDS = ("kind", "pc", "opcode", "line", "source", "message")
 PROFILE_SUMMARY_SECTIONS = 100     # top-level sections in the run response (by cycles)
+PROFILE_SUMMARY_STALLS = 10        # overlapped runs: stall causes in the run response
 PROFILE_STORED_SECTIONS = 1000     # top-level sections kept in the stored plena-profile document
 
 
@@ -215,6 +216,10 @@ def profile_summary(profile: Any) -> dict[str, Any]:
         "unit_cycles": {u: t.unit_cycles.get(u, 0) for u in UNITS},
         "sections": [_section_summary(s, t.cycles) for s in profile.sections[:PROFILE_SUMMARY_SECTIONS]],
         "sections_total": len(profile.sections),
+        "timing": profile.timing,
+        "overlapped": None if profile.overlapped is None else {
+            **{k: v for k, v in profile.overlapped.items() if k not in ("stalls", "model")},
+            "stalls": profile.overlapped["stalls"][:PROFILE_SUMMARY_STALLS]},
     }
 
 

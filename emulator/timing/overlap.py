@@ -46,7 +46,7 @@ from ..core.state import (
     CTRL_SIZE, D_COST, D_HANDLER, D_IMM18, D_RD, D_RS1, D_RS2, D_RS3, NOW, OPLOG_AREG_RS2, OPLOG_PC,
     OPLOG_RD, OPLOG_RS1, OPLOG_RS2, OPLOG_SCALE, OPLOG_SEQ_CYCLES, OPLOG_STRIDE, OPLOG_TOP_LOOP_REG, SCALE, STRIDE,
 )
-from .footprint import SP_HBM, SP_MACC, footprint, space_of
+from .footprint import SP_HBM, SP_MACC, footprint, jit_inline, space_of
 
 # Per-resource columns (table rows and HBM rows alike): end of the last write and of the latest
 # read, the dynamic instructions that did them (stored +1 so a zeroed table means "never"), and
@@ -100,7 +100,7 @@ def new_stall_dict():
     return Dict.empty(key_type=types.int64, value_type=types.int64)
 
 
-@jit
+@jit_inline
 def _hbm_row(hbm_index, hbm_res, sc, block):
     """Row of HBM block `block` (byte address / 64), created on first use; -1 if the table is full."""
     key = block >> 6
@@ -115,7 +115,7 @@ def _hbm_row(hbm_index, hbm_res, sc, block):
     return row
 
 
-@jit
+@jit_inline
 def _ready(res, row, write):
     """(time, blocking dyn, cause) at which `row` allows this access."""
     t = res[row, W_END]
@@ -128,7 +128,7 @@ def _ready(res, row, write):
     return t, d, cause
 
 
-@jit
+@jit_inline
 def _dep_ready(res, row, write):
     t = res[row, W_DEP]
     if write and res[row, R_DEP] > t:
@@ -136,7 +136,7 @@ def _dep_ready(res, row, write):
     return t
 
 
-@jit
+@jit_inline
 def _commit(res, row, write, dyn, end, dep_fin):
     if write:
         res[row, W_END] = end
