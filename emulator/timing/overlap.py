@@ -116,24 +116,22 @@ def _hbm_row(hbm_index, hbm_res, sc, block):
 
 
 @jit_inline
-def _ready(res, row, write):
-    """(time, blocking dyn, cause) at which `row` allows this access."""
+def _wait_for(res, row, write, hz, hz_dyn, hz_cause, hz_row, dep_ready):
+    """Fold resource `row` into the running hazard wait: (time, blocking dyn, cause, row) of the
+    latest constraint so far, and the dependency-chain ready time."""
     t = res[row, W_END]
-    d = res[row, W_DYN] - 1
-    cause = CAUSE_WAW if write else CAUSE_RAW
-    if write and res[row, R_END] > t:
+    if t > hz:
+        hz, hz_dyn, hz_cause, hz_row = t, res[row, W_DYN] - 1, CAUSE_WAW if write else CAUSE_RAW, row
+    dr = res[row, W_DEP]
+    if write:
         t = res[row, R_END]
-        d = res[row, R_DYN] - 1
-        cause = CAUSE_WAR
-    return t, d, cause
-
-
-@jit_inline
-def _dep_ready(res, row, write):
-    t = res[row, W_DEP]
-    if write and res[row, R_DEP] > t:
-        t = res[row, R_DEP]
-    return t
+        if t > hz:
+            hz, hz_dyn, hz_cause, hz_row = t, res[row, R_DYN] - 1, CAUSE_WAR, row
+        if res[row, R_DEP] > dr:
+            dr = res[row, R_DEP]
+    if dr > dep_ready:
+        dep_ready = dr
+    return hz, hz_dyn, hz_cause, hz_row, dep_ready
 
 
 @jit_inline
@@ -228,21 +226,18 @@ def schedule(oplog, n_rows, first_row, dec, params, base, unit_of, occupancy, re
         hz_cause = 0
         hz_space = 0
         dep_ready = 0
+        hz_row = -1
         for k in range(nf):
-            t, bd, cause = _ready(res, fr[k], fw[k])
-            if t > hz:
-                hz, hz_dyn, hz_cause, hz_space = t, bd, cause, space_of(fr[k], base)
-            dr = _dep_ready(res, fr[k], fw[k])
-            if dr > dep_ready:
-                dep_ready = dr
+            hz, hz_dyn, hz_cause, hz_row, dep_ready = _wait_for(res, fr[k], fw[k], hz, hz_dyn, hz_cause, hz_row,
+                                                                dep_ready)
+        if hz_row >= 0:
+            hz_space = space_of(hz_row, base)
+        hbm_row = -1
         for k in range(nh):
-            write = h == H_H_STORE_V
-            t, bd, cause = _ready(hbm_res, hb[k], write)
-            if t > hz:
-                hz, hz_dyn, hz_cause, hz_space = t, bd, cause, SP_HBM
-            dr = _dep_ready(hbm_res, hb[k], write)
-            if dr > dep_ready:
-                dep_ready = dr
+            hz, hz_dyn, hz_cause, hbm_row, dep_ready = _wait_for(hbm_res, hb[k], h == H_H_STORE_V, hz, hz_dyn,
+                                                                 hz_cause, hbm_row, dep_ready)
+        if hbm_row >= 0:
+            hz_space = SP_HBM
         if is_dma and sc[SC_LAST_DMA_START] > hz:
             hz = sc[SC_LAST_DMA_START]
             hz_dyn = sc[SC_LAST_DMA_DYN]
