@@ -11,6 +11,7 @@ aborted (the reference would panic), 4 a run budget was exhausted.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import time
@@ -19,15 +20,6 @@ from pathlib import Path
 from .errors import BudgetExceeded, InputError
 from .settings import SettingsError, load_settings
 from .timing.report import overlap_report_text
-
-try:  # the profiler's flags live in one place (profiler/cli.py); the core runs without it
-    import profiler.cli as _profiler
-except ImportError:  # pragma: no cover
-    _profiler = None
-try:  # the instruction trace lives with the debugger (debugger/trace.py)
-    import debugger.trace as _trace
-except ImportError:  # pragma: no cover
-    _trace = None
 
 EXIT_OK, EXIT_INPUT, EXIT_EMULATION, EXIT_BUDGET = 0, 2, 3, 4
 
@@ -58,9 +50,32 @@ def _parse_set(items: list[str]) -> dict:
     return out
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="emulate",
+class _NeedsFullParser(Exception):
+    """The quick parse met something only the full parser (tool flags, help, errors) handles."""
+
+
+class _QuickParser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise _NeedsFullParser(message)
+
+
+def _optional_module(name: str):
+    try:
+        return importlib.import_module(name)
+    except ImportError:  # pragma: no cover - the profiler and debugger ship with the emulator
+        return None
+
+
+def _tools() -> tuple:
+    """(profiler.cli, debugger.trace): the profiling flags and the instruction trace live with their
+    packages (one place each); imported only when a run asks for them."""
+    return _optional_module("profiler.cli"), _optional_module("debugger.trace")
+
+
+def build_parser(*, full: bool = True, parser_class: type = argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The `emulate` parser; `full=False` leaves out the profiler's and debugger's flags (and imports)."""
+    p = parser_class(
+        prog="emulate", add_help=full,
         description="Run a PLENA program (ASM or 0x%%08X machine code) bit- and cycle-exactly like the "
                     "reference transactional emulator; print cycles, instructions and HBM traffic; write "
                     "the reference's memory dumps.",
@@ -105,11 +120,31 @@ def build_parser() -> argparse.ArgumentParser:
     b = p.add_argument_group("budgets (safety stops, not reference behaviour)")
     b.add_argument("--max-instructions", type=int, metavar="N", help="stop after N dynamic instructions")
     b.add_argument("--max-seconds", type=float, metavar="S", help="stop after S seconds of wall time")
-    if _profiler is not None:
-        _profiler.add_profile_args(p)
-    if _trace is not None:
-        _trace.add_trace_args(p)
+    if full:
+        profiler_cli, trace_cli = _tools()
+        if profiler_cli is not None:
+            profiler_cli.add_profile_args(p)
+        if trace_cli is not None:
+            trace_cli.add_trace_args(p)
     return p
+
+
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, object, object]:
+    """(args, profiler.cli or None, debugger.trace or None).  Most runs use neither tool's flags, so
+    a parser without them is tried first: the profiler, the debugger and rich are imported only when
+    a flag, --help or an error needs the full parser."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args, extra = build_parser(full=False, parser_class=_QuickParser).parse_known_args(argv)
+        if not extra and (args.program is not None or args.warmup):
+            return args, None, None
+    except _NeedsFullParser:
+        pass
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.program is None and not args.warmup:
+        parser.error("the following arguments are required: program")
+    return (args, *_tools())
 
 
 class _Progress:
@@ -174,10 +209,7 @@ def settings_from_args(args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.program is None and not args.warmup:
-        parser.error("the following arguments are required: program")
+    args, profiler_cli, trace_cli = parse_args(argv)
     if args.warmup:
         _warm_up(args.json and args.program is None)
         if args.program is None:
@@ -206,15 +238,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"warning: {w}", file=sys.stderr)
 
     progress = _Progress(not args.quiet and not args.json)
-    profiling = _profiler is not None and _profiler.profiling_requested(args)
+    profiling = profiler_cli is not None and profiler_cli.profiling_requested(args)
     try:
-        extra = _profiler.profile_run_kwargs(args, program) if profiling else {}
+        extra = profiler_cli.profile_run_kwargs(args, program) if profiling else {}
         if settings.timing == "overlapped":  # the report's unit lanes need the per-instruction record
             extra["trace_limit"] = max(extra.get("trace_limit", 0), OVERLAP_TRACE_LIMIT)
         trace_summary = None
-        if _trace is not None and args.trace_instructions is not None:
-            result, trace_summary = _trace.traced_run(args, program, settings, hbm=args.hbm, fp_sram=args.fpsram,
-                                                      int_sram=args.intsram, vram=args.vram, **extra)
+        if trace_cli is not None and args.trace_instructions is not None:
+            result, trace_summary = trace_cli.traced_run(args, program, settings, hbm=args.hbm, fp_sram=args.fpsram,
+                                                         int_sram=args.intsram, vram=args.vram, **extra)
         else:
             result = run(program, settings=settings, hbm=args.hbm, fp_sram=args.fpsram, int_sram=args.intsram,
                          vram=args.vram, max_instructions=args.max_instructions, max_wall_seconds=args.max_seconds,
@@ -247,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     if profiling and result.error is None:
         try:
             # With --json the table goes to stderr so stdout stays one JSON object.
-            _profiler.handle_profile(args, result, out=sys.stderr if args.json else sys.stdout)
+            profiler_cli.handle_profile(args, result, out=sys.stderr if args.json else sys.stdout)
         except (InputError, OSError) as exc:
             return fail_input(exc)
 
