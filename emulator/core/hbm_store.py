@@ -1,6 +1,8 @@
 """Sparse HBM contents: memory grows with what is touched, not with HBM_SIZE.
 
-A page table (int64 per 64 KiB page, -1 = never written) points into a pool of pages.  Reads of
+A page table (int64 per 64 KiB page: 1 + its slot in a pool of pages, 0 = never written; zero
+for absent so a 16 GiB HBM's table is calloc'd memory that costs nothing until touched) points into
+the pool.  Reads of
 absent pages or beyond the capacity return zeros (as the reference's reads beyond capacity do);
 writes need their pages present: the DMA kernel asks for pages *before* touching any state and
 the run loop returns ST_NEED_PAGES so the Python façade can grow the pool and resume.
@@ -28,11 +30,12 @@ def read_bytes(pt, pool, capacity, addr, out, n):
         page = a >> PAGE_SHIFT
         off = a & PAGE_MASK
         chunk = min(n - i, PAGE_SIZE - off)
-        p = pt[page]
+        p = pt[page] - 1
         if p < 0:
             out[i:i + chunk] = 0
         else:
-            out[i:i + chunk] = pool[p, off:off + chunk]
+            for q in range(chunk):
+                out[i + q] = pool[p, off + q]
         i += chunk
 
 
@@ -48,7 +51,7 @@ def missing_pages(pt, capacity, addr, n, seen, nseen):
     first = max(addr, 0) >> PAGE_SHIFT
     last = min(addr + n - 1, capacity - 1) >> PAGE_SHIFT
     for page in range(first, last + 1):
-        if pt[page] >= 0:
+        if pt[page] > 0:
             continue
         dup = False
         for j in range(nseen):
@@ -73,13 +76,14 @@ def write_bytes(pt, pool, pages_used, addr, data, n):
         page = a >> PAGE_SHIFT
         off = a & PAGE_MASK
         chunk = min(n - i, PAGE_SIZE - off)
-        p = pt[page]
+        p = pt[page] - 1
         if p < 0:
             p = pages_used
-            pt[page] = p
+            pt[page] = p + 1
             pool[p, :] = 0
             pages_used += 1
-        pool[p, off:off + chunk] = data[i:i + chunk]
+        for q in range(chunk):
+            pool[p, off + q] = data[i + q]
         i += chunk
     return pages_used
 
@@ -91,7 +95,7 @@ class SparseHbm:
                  pages_used: int = 0):
         self.capacity = int(capacity)
         n_pages = (self.capacity + PAGE_SIZE - 1) >> PAGE_SHIFT
-        self.page_table = page_table if page_table is not None else np.full(n_pages, -1, dtype=np.int64)
+        self.page_table = page_table if page_table is not None else np.zeros(n_pages, dtype=np.int64)
         self.pool = pool if pool is not None else np.zeros((4, PAGE_SIZE), dtype=np.uint8)
         self.pages_used = int(pages_used)
 
@@ -110,7 +114,7 @@ class SparseHbm:
         if addr < 0 or addr + n > self.capacity:
             raise ValueError(f"HBM write [{addr}, {addr + n}) exceeds the capacity {self.capacity}")
         first, last = addr >> PAGE_SHIFT, (addr + max(n, 1) - 1) >> PAGE_SHIFT
-        missing = int(np.count_nonzero(self.page_table[first:last + 1] < 0)) if n else 0
+        missing = int(np.count_nonzero(self.page_table[first:last + 1] == 0)) if n else 0
         self.ensure_free(missing)
         self.pages_used = int(write_bytes(self.page_table, self.pool, self.pages_used, addr, buf, n))
 
@@ -125,9 +129,9 @@ class SparseHbm:
 
     def last_nonzero_end(self) -> int:
         """End address of the last non-zero 64-byte block (0 if HBM is all zero)."""
-        pages = np.nonzero(self.page_table >= 0)[0]
+        pages = np.nonzero(self.page_table)[0]
         for page in pages[::-1]:
-            data = self.pool[self.page_table[page]]
+            data = self.pool[self.page_table[page] - 1]
             nz = np.nonzero(data)[0]
             if nz.size:
                 end = (int(page) << PAGE_SHIFT) + int(nz[-1]) + 1
