@@ -2,13 +2,13 @@
 
 import numpy as np
 
-from .jit import jit
+from .jit import inline_jit, jit
 from .state import E_MRAM_ALIGN, E_MRAM_RANGE, E_VRAM_ALIGN, E_VRAM_RANGE
 
 MASK32 = 0xFFFFFFFF
 
 
-@jit
+@inline_jit
 def fail(err, kind, pc, a=0, b=0, c=0):
     """Record an abort; the op returns right after and the run loop stops."""
     err[0] = kind

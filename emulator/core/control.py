@@ -69,7 +69,8 @@ def loop_end(rd, pc, gp, loops, ctrl, err):
         return loops[e, L_START_PC] + 1
     gp[rd] = 0
     for j in range(e, sp - 1):  # remove the entry at its position; entries above it stay
-        loops[j, :] = loops[j + 1, :]
+        for c in range(loops.shape[1]):  # element loops, not slice copies: see jit.py
+            loops[j, c] = loops[j + 1, c]
     ctrl[LOOP_SP] = sp - 1
     return pc + 1
 

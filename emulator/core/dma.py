@@ -132,7 +132,8 @@ def h_prefetch(is_matrix, rd, rs1, rs2, rs3, gp, areg, ctrl, params, vram, mram,
             if is_matrix:
                 tile = first_slot + k // mlen
                 r = k % mlen
-                mram[tile, r * mlen:(r + 1) * mlen] = vals[:dim]
+                for c in range(dim):
+                    mram[tile, r * mlen + c] = vals[c]
                 if tile + 1 > ctrl[MRAM_TILES_USED]:
                     ctrl[MRAM_TILES_USED] = tile + 1
             else:
@@ -168,7 +169,7 @@ def _rmw(addr, data, n, now, pt, pool, ctrl, params, ts, one, err, pc, move_data
     b = addr & -BLOCK
     while b < addr + n:
         one[0] = b & ADDR_MASK
-        t = read_batch(ts, t, one, 1)
+        t = read_batch(ts, t, one, one.shape[0])  # not the literal 1: one compiled read_batch
         ctrl[HBM_READ] += BLOCK
         lo = max(addr, b)
         hi = min(addr + n, b + BLOCK)

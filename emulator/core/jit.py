@@ -11,3 +11,11 @@
 from numba import njit
 
 jit = njit(cache=True, nogil=True, error_model="numpy")
+
+# Compile time (the first run on a fresh machine) is part of the product:
+# - numba compiles a jitted callee once per distinct argument-type tuple, and a constant argument
+#   has its own literal type: pass run-time values (e.g. `one.shape[0]`, not `1`) where one compiled
+#   version can serve, and inline tiny helpers called with many different constants (`inline_jit`);
+# - an array-to-array slice assignment pulls in numba's shape-mismatch error formatting (several
+#   seconds of compiling); the kernels copy with element loops instead.
+inline_jit = njit(cache=True, nogil=True, error_model="numpy", inline="always")

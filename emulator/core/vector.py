@@ -163,7 +163,8 @@ def v_red_sum(masked, rd, rs1, vram, fpr, gp, ctrl, params, rows, err, pc):
         heads = vlen // h
         vmask = ctrl[V_MASK]
         tmp = rows[1]
-        tmp[:vlen] = a[:vlen]
+        for i in range(vlen):
+            tmp[i] = a[i]
         for head in range(heads):
             if ((vmask >> (head % 32)) & 1) == 1:
                 s = vec_sum_f32(a, head * h, h)
