@@ -87,7 +87,7 @@ def _memory_snapshot(s: Session, memories: set[str]) -> dict:
         snap["int_sram"] = m.intsram.copy()
     if "hbm" in memories:
         st = m.store
-        snap["hbm"] = {int(p): st.pool[st.page_table[p]].copy() for p in np.nonzero(st.page_table >= 0)[0]}
+        snap["hbm"] = {p: data.copy() for p, data in st.resident_pages()}
     return snap
 
 
@@ -135,11 +135,10 @@ def _memory_changes(s: Session, before: dict) -> dict:
     if "hbm" in before:
         st = m.store
         ranges: list[list[int]] = []
-        for p in np.nonzero(st.page_table >= 0)[0]:
-            new = st.pool[st.page_table[p]]
-            old = before["hbm"].get(int(p))
+        for p, new in st.resident_pages():
+            old = before["hbm"].get(p)
             mask = new != (old if old is not None else 0)
-            ranges += _byte_ranges(mask, int(p) << 16)
+            ranges += _byte_ranges(mask, p << 16)
         if ranges:
             out["hbm"] = ranges
     return out

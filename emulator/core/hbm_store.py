@@ -127,11 +127,13 @@ class SparseHbm:
     def resident_bytes(self) -> int:
         return self.pages_used * PAGE_SIZE
 
+    def resident_pages(self) -> list[tuple[int, np.ndarray]]:
+        """(page number, its PAGE_SIZE bytes in the pool) for every page ever written, in address order."""
+        return [(int(page), self.pool[self.page_table[page] - 1]) for page in np.nonzero(self.page_table)[0]]
+
     def last_nonzero_end(self) -> int:
         """End address of the last non-zero 64-byte block (0 if HBM is all zero)."""
-        pages = np.nonzero(self.page_table)[0]
-        for page in pages[::-1]:
-            data = self.pool[self.page_table[page] - 1]
+        for page, data in self.resident_pages()[::-1]:
             nz = np.nonzero(data)[0]
             if nz.size:
                 end = (int(page) << PAGE_SHIFT) + int(nz[-1]) + 1

@@ -166,7 +166,7 @@ def sync_watches(pc, dbg, vram, mram, fpsram, intsram, pt, pool, params, take):
                 a = first + i
                 v = np.int64(0)
                 if 0 <= a < capacity:
-                    p = pt[a >> PAGE_SHIFT]
+                    p = pt[a >> PAGE_SHIFT] - 1  # hbm_store.py: 0 = absent, else slot + 1
                     if p >= 0:
                         v = np.int64(pool[p, a & PAGE_MASK])
                 changed |= _sync(dbg, snap, i, v, take)
