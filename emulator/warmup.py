@@ -1,7 +1,8 @@
 """Compile (or load from the cache) every jitted entry point ahead of time: `emulate --warmup`.
 
 A run of a tiny program compiles the whole run loop (every unit's kernel and both HBM timing
-models are called from it), the HBM store's readers and writers, and -- when the profiler is
+models are called from it), the HBM store's readers and writers, the overlapped timing model (a
+second run with timing = "overlapped"), and -- when the profiler is
 installed -- the static estimator.  Afterwards no command compiles anything until the jitted
 sources or numba change.
 """
@@ -44,7 +45,8 @@ def entry_points() -> list:
     """The jitted functions Python calls directly."""
     from .core.hbm_store import read_bytes, write_bytes
     from .core.loop import run_loop
-    points = [run_loop, write_bytes, read_bytes]
+    from .timing.overlap import critical_path, schedule
+    points = [run_loop, write_bytes, read_bytes, schedule, critical_path]
     try:
         from profiler.static import _estimate
     except ImportError:  # pragma: no cover - the profiler ships with the emulator
@@ -64,8 +66,14 @@ def warm_up() -> WarmupReport:
     result = run(program, hbm=np.linspace(-1, 1, 512, dtype=np.float32).view(np.uint8), fp_sram=fp_sram,
                  trace_limit=4, seconds_labels=[np.zeros(len(program), np.int32)], raise_on_error=True)
     result.state.hbm.read(16384, 256)
-    estimator = len(points) == 4
-    if estimator:
+    from .settings import default_settings
+    run(program, settings=default_settings().with_overrides({"timing": "overlapped"}),  # the overlapped model
+        hbm=np.linspace(-1, 1, 512, dtype=np.float32).view(np.uint8), fp_sram=fp_sram, raise_on_error=True)
+    try:
         from profiler.static import estimate
+    except ImportError:  # pragma: no cover - the profiler ships with the emulator
+        estimate = None
+    estimator = estimate is not None
+    if estimator:
         estimate(program)
     return WarmupReport(seconds=time.perf_counter() - t0, was_cold=was_cold, estimator=estimator)
