@@ -361,6 +361,7 @@ def new_machine(
     params = hardware_params(settings)
     blk = np.zeros(dma_block_capacity(settings), dtype=np.int64)
     overlapped = settings.timing == "overlapped" and dec is not None
+    ts = new_timing_state(settings.hbm_model)
     return Machine(
         program=program, settings=settings, dec=dec, decode_error=decode_error, warnings=warnings,
         counters=np.zeros((n, S.COUNTER_SIZE), dtype=np.int64),
@@ -370,7 +371,7 @@ def new_machine(
         mram=np.zeros((settings.mram_tiles, m * m), dtype=np.float32), fpsram=fpsram, intsram=intsram,
         macc=np.zeros((b, b), dtype=np.float32), vacc=np.zeros(b, dtype=np.float32),
         hmacc=np.zeros((a, m, m), dtype=np.float32), hvacc=np.zeros((a, m), dtype=np.float32),
-        store=store, ts=new_timing_state(settings.hbm_model), e4m3=e4m3_decode_table(), e8m0=e8m0_decode_table(),
+        store=store, ts=ts, e4m3=e4m3_decode_table(), e8m0=e8m0_decode_table(),
         rows=np.zeros((max(m, 3), max(m, v)), dtype=np.float32),
         blk=blk,
         seen=np.zeros(settings.HBM_V_Writeback_Amount * 4 + 4, dtype=np.int64),
@@ -380,7 +381,7 @@ def new_machine(
         label_secs=np.zeros((labels.shape[0], n_labels), dtype=np.float64),
         err=np.zeros(S.ERR_SIZE, dtype=np.int64), dbg=dbg, conds=conds,
         oplog=np.zeros((OPLOG_CHUNK if overlapped else 0, S.OPLOG_SIZE), dtype=np.int64),
-        scheduler=OverlapScheduler(settings, dec, params, blk.shape[0]) if overlapped else None)
+        scheduler=OverlapScheduler(settings, dec, params, blk.shape[0], ts) if overlapped else None)
 
 
 def run(

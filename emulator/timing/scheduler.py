@@ -92,7 +92,9 @@ class OverlapResult:
 
 
 class OverlapScheduler:
-    def __init__(self, settings: Settings, dec: np.ndarray, params: np.ndarray, block_capacity: int):
+    def __init__(self, settings: Settings, dec: np.ndarray, params: np.ndarray, block_capacity: int,
+                 fresh_timing_state=None):
+        """`fresh_timing_state`: an unused HBM TimingState to copy (cheaper than building one)."""
         model = settings.overlap
         self.settings = settings
         self.dec = dec
@@ -128,7 +130,11 @@ class OverlapScheduler:
         self.fr = np.zeros(nf, dtype=np.int64)
         self.fw = np.zeros(nf, dtype=np.bool_)
         self.hb = np.zeros(block_capacity, dtype=np.int64)
-        self.ts = new_timing_state(settings.hbm_model)
+        if fresh_timing_state is not None:  # the model's state is plain arrays: a copy is a fresh state
+            ts = fresh_timing_state
+            self.ts = ts._replace(hbm2=ts.hbm2.copy(), analytic=ts.analytic.copy())
+        else:
+            self.ts = new_timing_state(settings.hbm_model)
         self.dgp = np.zeros(16, dtype=np.int64)
         self.dareg = np.zeros(16, dtype=np.int64)
         self.dctrl = np.zeros(S.CTRL_SIZE, dtype=np.int64)
