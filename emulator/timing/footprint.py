@@ -14,14 +14,9 @@ every address the instruction touched.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from ..core.common import u32
-from ..core.jit import jit
-
-# Small helpers called for every resource of every instruction are inlined into their callers at
-# numba-IR level: a call that passes arrays pays atomic reference counting, which dominated.
-jit_inline = njit(cache=True, nogil=True, error_model="numpy", inline="always")
+from ..core.jit import inline_jit, jit
 from ..core.loop import (
     H_C_BREAK, H_C_LOOP_END, H_C_LOOP_START, H_C_SET_ADDR_REG, H_C_SET_SCALE_REG, H_C_SET_STRIDE_REG,
     H_C_SET_V_MASK_REG, H_H_PREFETCH_M, H_H_PREFETCH_V, H_H_STORE_V, H_M_BMM, H_M_BMM_WO, H_M_BMV,
@@ -56,21 +51,21 @@ def max_footprint(mlen: int, vlen: int, broadcast: int, prefetch_v_rows: int, wr
     return 16 + max(broadcast * mlen, mlen, vlen, prefetch_v_rows, writeback_rows, prefetch_m_rows, 128)
 
 
-@jit_inline
+@inline_jit
 def _add(fr, fw, n, row, write):
     fr[n] = row
     fw[n] = write
     return n + 1
 
 
-@jit_inline
+@inline_jit
 def _rw(fr, fw, n, row):
     """Read and write (accumulators, loop counters)."""
     n = _add(fr, fw, n, row, False)
     return _add(fr, fw, n, row, True)
 
 
-@jit_inline
+@inline_jit
 def footprint(h, rd, rs1, rs2, rs3, imm18, g_rd, g_rs1, g_rs2, top_loop_reg, params, base, fr, fw):
     """fr[:n], fw[:n] = table rows the instruction reads (fw False) and writes (fw True); returns n.
 
@@ -243,7 +238,7 @@ def footprint(h, rd, rs1, rs2, rs3, imm18, g_rd, g_rs1, g_rs2, top_loop_reg, par
     return n
 
 
-@jit_inline
+@inline_jit
 def space_of(row, base):
     """The space a table row belongs to."""
     for s in range(N_TABLE_SPACES - 1, -1, -1):

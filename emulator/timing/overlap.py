@@ -40,13 +40,13 @@ from numba import types
 from numba.typed import Dict
 
 from ..core.dma import h_prefetch, h_store, prefetch_blocks, store_blocks
-from ..core.jit import jit
+from ..core.jit import inline_jit, jit
 from ..core.loop import H_H_PREFETCH_M, H_H_PREFETCH_V, H_H_STORE_V
 from ..core.state import (
     CTRL_SIZE, D_COST, D_HANDLER, D_IMM18, D_RD, D_RS1, D_RS2, D_RS3, NOW, OPLOG_AREG_RS2, OPLOG_PC,
     OPLOG_RD, OPLOG_RS1, OPLOG_RS2, OPLOG_SCALE, OPLOG_SEQ_CYCLES, OPLOG_STRIDE, OPLOG_TOP_LOOP_REG, SCALE, STRIDE,
 )
-from .footprint import SP_HBM, SP_MACC, footprint, jit_inline, space_of
+from .footprint import SP_HBM, SP_MACC, footprint, space_of
 
 # Per-resource columns (table rows and HBM rows alike): end of the last write and of the latest
 # read, the dynamic instructions that did them (stored +1 so a zeroed table means "never"), and
@@ -100,7 +100,7 @@ def new_stall_dict():
     return Dict.empty(key_type=types.int64, value_type=types.int64)
 
 
-@jit_inline
+@inline_jit
 def _hbm_row(hbm_index, hbm_res, sc, block):
     """Row of HBM block `block` (byte address / 64), created on first use; -1 if the table is full."""
     key = block >> 6
@@ -115,7 +115,7 @@ def _hbm_row(hbm_index, hbm_res, sc, block):
     return row
 
 
-@jit_inline
+@inline_jit
 def _wait_for(res, row, write, hz, hz_dyn, hz_cause, hz_row, dep_ready):
     """Fold resource `row` into the running hazard wait: (time, blocking dyn, cause, row) of the
     latest constraint so far, and the dependency-chain ready time."""
@@ -134,7 +134,7 @@ def _wait_for(res, row, write, hz, hz_dyn, hz_cause, hz_row, dep_ready):
     return hz, hz_dyn, hz_cause, hz_row, dep_ready
 
 
-@jit_inline
+@inline_jit
 def _commit(res, row, write, dyn, end, dep_fin):
     if write:
         res[row, W_END] = end
