@@ -3,7 +3,8 @@
 Tested against ml_dtypes / plain numpy oracles in tests/test_numerics.py.  References:
 matrix-vector-machines.md §2.1 (the VRAM bf16 cast and its NaN quirk), scalar-control §2.3
 (half::bf16::from_f32 for FP registers), hbm-dma-mx-formats.md §2.2-2.4 (E4M3 / E8M0 decode and
-the store-side quantiser), verified-corrections.md A3 (V_RED_SUM order), A5/A6 (NaN payloads).
+the store-side quantiser), verified-corrections.md A3 and D3 (V_RED_SUM order and NaN choice),
+A5/A6 (NaN payloads).
 """
 
 from __future__ import annotations
@@ -205,43 +206,64 @@ def e8m0_decode_table() -> np.ndarray:
 
 
 @jit
+def first_nan(a, b):
+    """The NaN x86 arithmetic returns when a or b is NaN: the first NaN operand, quieted."""
+    return quiet(a) if math.isnan(a) else quiet(b)
+
+
+@jit
 def add_nan_first(a, b):
     """a + b with x86 NaN propagation made explicit: the first NaN operand wins, quieted.
 
     (A plain `a + b` lets the compiler commute the operands, which changes which NaN survives.)
     """
-    if math.isnan(a):
-        return quiet(a)
-    if math.isnan(b):
-        return quiet(b)
+    if math.isnan(a) or math.isnan(b):
+        return first_nan(a, b)
     return np.float32(a + b)
 
 
 @jit
 def add_nan_second(a, b):
-    """a + b where the second NaN operand wins, quieted: the reference's vectorised kernels
-    (elementwise VV ops and torch.sum's reduction) propagate NaNs this way (verified-corrections A5,
-    and the all-specials row of ops/vredsum_special)."""
+    """a + b where the second NaN operand wins, quieted: the reference's elementwise VV kernels
+    and its in-place accumulator adds (verified-corrections A5)."""
     return add_nan_first(b, a)
 
 
 @jit
+def sub_nan_first(a, b):
+    """a - b where the first NaN operand wins, quieted."""
+    if math.isnan(a) or math.isnan(b):
+        return first_nan(a, b)
+    return np.float32(a - b)
+
+
+@jit
+def mul_nan_first(a, b):
+    """a * b where the first NaN operand wins, quieted (x86 scalar rule, operand order explicit)."""
+    if math.isnan(a) or math.isnan(b):
+        return first_nan(a, b)
+    return np.float32(a * b)
+
+
+@jit
 def vec_sum_f32(x, start, n):
-    """torch.sum's order on a contiguous f32 row (verified-corrections A3).
+    """torch.sum's order on a contiguous f32 row, NaN choice included (verified-corrections A3, D3).
 
     Vectors of 8 lanes go round-robin into 4 accumulators that start at 0; the accumulators are
     combined ((a0 + a1) + a2) + a3 lane-wise, then the 8 lanes are added sequentially from 0.
-    Verified for 64 and 16 lanes; a tail shorter than 8 lanes is added sequentially at the end.
+    Verified for 64 and 16 lanes; a tail shorter than 8 lanes is added sequentially at the end
+    (unverified).  NaN choice (D3): in the vertical adds and the accumulator combination the
+    accumulated (left) operand's NaN wins; in the final lane sum the later lane's NaN wins.
     """
     acc = np.zeros((4, 8), dtype=np.float32)
     nvec = n // 8
     for v in range(nvec):
         a = v % 4
         for lane in range(8):
-            acc[a, lane] = add_nan_second(acc[a, lane], x[start + v * 8 + lane])
+            acc[a, lane] = add_nan_first(acc[a, lane], x[start + v * 8 + lane])
     total = np.float32(0.0)
     for lane in range(8):
-        s = add_nan_second(add_nan_second(add_nan_second(acc[0, lane], acc[1, lane]), acc[2, lane]), acc[3, lane])
+        s = add_nan_first(add_nan_first(add_nan_first(acc[0, lane], acc[1, lane]), acc[2, lane]), acc[3, lane])
         total = add_nan_second(total, s)
     for i in range(nvec * 8, n):
         total = add_nan_second(total, x[start + i])

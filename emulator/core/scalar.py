@@ -1,7 +1,8 @@
 """Scalar units: integer ALU, bf16 FP ALU and the scalar SRAM loads/stores (scalar-control §2).
 
 Integer registers hold u32 values in int64 slots (wrap-around arithmetic).  FP registers hold bf16
-bits; every FP op computes in f32 and rounds with half::bf16::from_f32.  Writes to f0 make the
+bits; every FP op computes in f32 and rounds with half::bf16::from_f32.  With two NaN operands
+ADD/MUL keep rs2's NaN and SUB rs1's (verified-corrections D2).  Writes to f0 make the
 arithmetic ops no-ops (the dispatcher skips them before they get here).
 """
 
@@ -11,7 +12,7 @@ import numpy as np
 
 from .common import MASK32, fail, u32
 from .jit import jit
-from .numerics import bf16_to_f32, exp_f32, f32_to_bf16_reg, quiet
+from .numerics import add_nan_first, bf16_to_f32, exp_f32, f32_to_bf16_reg, mul_nan_first, quiet, sub_nan_first
 from .state import E_FP_REGISTER, E_FPSRAM_RANGE, E_INTSRAM_RANGE
 
 FP_REGS = 8
@@ -20,12 +21,6 @@ EXP_CLAMP = np.float32(88.0)
 
 # FP operation codes (internal).
 FP_ADD, FP_SUB, FP_MUL, FP_MAX, FP_EXP, FP_RECI, FP_SQRT = range(7)
-
-
-@jit
-def _first_nan(a, b):
-    """x86 scalar arithmetic returns the first NaN operand, quieted."""
-    return quiet(a) if math.isnan(a) else quiet(b)
 
 
 @jit
@@ -48,14 +43,14 @@ def s_fp(code, rd, rs1, rs2, fpr, err, pc):
         r = quiet(a) if math.isnan(a) else np.float32(np.sqrt(a))
     else:
         b = bf16_to_f32(fpr[rs2])
-        if math.isnan(a) or math.isnan(b):
-            r = _first_nan(a, b)
-        elif code == FP_ADD:
-            r = np.float32(a + b)
+        # verified-corrections D2: the reference computes rs2 + rs1 and rs2 * rs1 but rs1 - rs2,
+        # and x86 keeps the first operand's NaN, so ADD/MUL return rs2's NaN and SUB rs1's.
+        if code == FP_ADD:
+            r = add_nan_first(b, a)
         elif code == FP_SUB:
-            r = np.float32(a - b)
+            r = sub_nan_first(a, b)
         else:
-            r = np.float32(a * b)
+            r = mul_nan_first(b, a)
     fpr[rd] = f32_to_bf16_reg(r)
     return True
 

@@ -3,7 +3,7 @@
 All arithmetic is f32 with one bf16 rounding when the row is written.  NaN results follow the
 reference (verified-corrections A1, A5): for two operands the second operand's NaN wins, quieted;
 the VF scalar counts as the second operand; V_MAX/MIN_VF return a NaN scalar as is and keep a NaN
-lane bit for bit.
+lane bit for bit.  V_RED_SUM's order and NaN choice live in numerics.vec_sum_f32 (A3, D3).
 """
 
 import math
@@ -13,7 +13,7 @@ import numpy as np
 from .common import fail, note_vram_write, vram_row
 from .jit import jit
 from .numerics import (
-    add_nan_first, bf16_row_to_f32, bf16_to_f32, exp_f32, f32_bits, f32_from_bits, f32_row_to_bf16, f32_to_bf16_reg,
+    add_nan_second, bf16_row_to_f32, bf16_to_f32, exp_f32, f32_bits, f32_from_bits, f32_row_to_bf16, f32_to_bf16_reg,
     fmax_num, quiet, vec_sum_f32,
 )
 from .state import (
@@ -173,7 +173,7 @@ def v_red_sum(masked, rd, rs1, vram, fpr, gp, ctrl, params, rows, err, pc):
         val = vec_sum_f32(tmp, 0, vlen)
     else:
         val = vec_sum_f32(a, 0, vlen)
-    fpr[rd] = f32_to_bf16_reg(add_nan_first(f, val))  # scalar Rust add: first NaN wins
+    fpr[rd] = f32_to_bf16_reg(add_nan_second(f, val))  # f + sum keeps the sum's NaN (corrections D3)
     return True
 
 
