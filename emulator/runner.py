@@ -21,8 +21,9 @@ from ._jit_cache import announce_if_cold
 from .core import state as S
 from .core.hbm_store import SparseHbm
 from .core.loop import run_loop
-from .core.stops import DB_SKIP_AT, no_stops
+from .core.matmul_order import sgemm_orders
 from .core.numerics import e4m3_decode_table, e8m0_decode_table
+from .core.stops import DB_SKIP_AT, no_stops
 from .decode import decode, unknown_opcodes
 from .errors import BudgetExceeded, EmulationError, ImageError, InputError
 from .hbm.timing import new_timing_state
@@ -177,6 +178,7 @@ def hardware_params(settings: Settings) -> np.ndarray:
     params[S.P_MRAM_TILES] = settings.mram_tiles
     params[S.P_HBM_CAPACITY] = settings.HBM_SIZE
     params[S.P_MX_BLOCK] = settings.precision["HBM_V_ACT_TYPE"].block
+    params[S.P_MM_ORDER], params[S.P_TMM_ORDER] = sgemm_orders(settings.BLEN)
     return params
 
 

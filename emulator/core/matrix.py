@@ -1,20 +1,22 @@
 """Matrix machine: the systolic ops and their four f32 accumulators (matrix-vector-machines.md §4-5).
 
-Products are exact in f32 (bf16 x bf16 or bf16 x E4M3*2^k), so only the summation order matters:
-M_MM, M_MV, M_BMM and M_BTMM add in plain k order (verified-corrections A4); the transposed ops
-M_TMM, M_TMV and M_BTMV follow the reference library's kernel order (`matmul_order`).
+Products are exact in f32 (bf16 x bf16 or bf16 x E4M3*2^k), so only the summation order and the
+NaN choice matter; both live in `matmul_order` (verified-corrections A4, D1), which says which
+orders are verified at which shapes.  The order codes come in `params` (chosen by BLEN when the
+machine is built).  Accumulator updates keep the new result's NaN (`add_nan_second`, as A5's
+elementwise adds; unverified for the accumulators).
 """
 
 import numpy as np
 
 from .common import fail, mram_tile, note_vram_write, u32, vram_row
 from .jit import jit
-from .matmul_order import btmv_dot, tmm_dot, tmv_dot
-from .numerics import bf16_row_to_f32, f32_row_to_bf16
+from .matmul_order import btmv_dot, sgemm_dot, tmv_dot
+from .numerics import add_nan_second, bf16_row_to_f32, f32_row_to_bf16
 from .state import (
     E_BLOCK_ALIGN, E_BMV_SHAPE, E_BROADCAST_ASSERT, E_BWO_ALIGN, E_HEAD_ALIGN, E_MM_ROW_GRANULAR,
-    E_MV_OFFSET_RANGE, E_NARROW, E_WO_ALIGN, P_BLEN, P_BROADCAST, P_HLEN, P_MLEN, P_MRAM_TILES,
-    P_VLEN, P_VRAM_DEPTH, VRAM_ROWS_USED,
+    E_MV_OFFSET_RANGE, E_NARROW, E_WO_ALIGN, P_BLEN, P_BROADCAST, P_HLEN, P_MLEN, P_MM_ORDER, P_MRAM_TILES,
+    P_TMM_ORDER, P_VLEN, P_VRAM_DEPTH, VRAM_ROWS_USED,
 )
 
 BMM_SCALE = np.float32(0.25)  # the reference's bmm_scale register: fixed, no instruction writes it
@@ -49,16 +51,14 @@ def m_mm(transposed, m_addr, v_addr, vram, mram, macc, params, scratch, err, pc)
     x = scratch[:b]
     if not _load_rows(vram, v_addr, b, params, x, err, pc):
         return False
-    tile = mram[t].reshape((m, m))
+    tile = mram[t]
     for i in range(b):
         for j in range(b):
-            if transposed:
-                acc = tmm_dot(x[i], tile[c + j], m)
-            else:
-                acc = np.float32(0.0)
-                for k in range(m):
-                    acc = acc + x[i, k] * tile[k, c + j]
-            macc[i, j] = macc[i, j] + acc
+            if transposed:   # row c + j of the tile
+                acc = sgemm_dot(params[P_TMM_ORDER], x[i], 0, 1, tile, (c + j) * m, 1, m)
+            else:            # column c + j of the tile
+                acc = sgemm_dot(params[P_MM_ORDER], x[i], 0, 1, tile, c + j, m, m)
+            macc[i, j] = add_nan_second(macc[i, j], acc)
     return True
 
 
@@ -81,15 +81,12 @@ def m_mv(transposed, m_addr, v_addr, vram, mram, vacc, params, scratch, err, pc)
     x = scratch[:1]
     if not _load_rows(vram, v_addr, 1, params, x, err, pc):
         return False
-    tile = mram[t].reshape((m, m))
     for j in range(b):
         if transposed:
-            acc = tmv_dot(x[0], tile[j], m)
+            acc = tmv_dot(x[0], mram[t, j * m:(j + 1) * m], m)
         else:
-            acc = np.float32(0.0)
-            for k in range(m):
-                acc = acc + x[0, k] * tile[k, c + j]
-        vacc[j] = vacc[j] + acc
+            acc = sgemm_dot(params[P_MM_ORDER], x[0], 0, 1, mram[t], c + j, m, m)
+        vacc[j] = add_nan_second(vacc[j], acc)
     return True
 
 
@@ -141,14 +138,12 @@ def m_bmm(m_addr, v_addr, vram, mram, hmacc, params, scratch, err, pc):
         return False
     h = params[P_HLEN]
     nb = params[P_BROADCAST]
-    tile = mram[t].reshape((m, m))
+    order = params[P_MM_ORDER]
     for a in range(nb):
         for i in range(m):
-            for n in range(m):
-                acc = np.float32(0.0)
-                for k in range(h):
-                    acc = acc + x[i, k * nb + a] * tile[ho + k, n]
-                hmacc[a, i, n] = hmacc[a, i, n] + acc * BMM_SCALE
+            for n in range(m):   # head a: lanes k*A + a of X; column n of tile rows ho..ho+H
+                acc = sgemm_dot(order, x[i], a, nb, mram[t], ho * m + n, m, h)
+                hmacc[a, i, n] = add_nan_second(hmacc[a, i, n], acc * BMM_SCALE)
     return True
 
 
@@ -164,14 +159,12 @@ def m_btmm(m_addr, v_addr, vram, mram, hmacc, params, scratch, err, pc):
         return False
     h = params[P_HLEN]
     nb = params[P_BROADCAST]
-    tile = mram[t].reshape((m, m))
+    order = params[P_MM_ORDER]
     for a in range(nb):
         for i in range(m):
-            for n in range(m):
-                acc = np.float32(0.0)
-                for k in range(h):
-                    acc = acc + x[i, a * h + k] * tile[n, ho + k]
-                hmacc[a, i, n] = hmacc[a, i, n] + acc * BMM_SCALE
+            for n in range(m):   # head a: lanes a*H + k of X; row n of the tile, columns ho..ho+H
+                acc = sgemm_dot(order, x[i], a * h, 1, mram[t], n * m + ho, 1, h)
+                hmacc[a, i, n] = add_nan_second(hmacc[a, i, n], acc * BMM_SCALE)
     return True
 
 
@@ -193,7 +186,7 @@ def m_bmv(transposed, m_addr, v_addr, vram, mram, hvacc, params, scratch, err, p
     for a in range(nb):
         for n in range(m):
             acc = btmv_dot(x[0], a * h, tile[n], ho, h)
-            hvacc[a, n] = hvacc[a, n] + acc * BMM_SCALE
+            hvacc[a, n] = add_nan_second(hvacc[a, n], acc * BMM_SCALE)
     return True
 
 

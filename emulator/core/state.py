@@ -10,8 +10,9 @@ SCALE, STRIDE, V_MASK, NOW, INSTRUCTIONS, PC, HBM_READ, HBM_WRITTEN, VRAM_ROWS_U
 CTRL_SIZE = 16
 
 # params: int64[PARAMS_SIZE] — hardware parameters (passed at run time, never module globals).
+# P_MM_ORDER / P_TMM_ORDER: the summation-order codes of core/matmul_order.py, chosen by shape.
 P_MLEN, P_VLEN, P_BLEN, P_HLEN, P_BROADCAST, P_MAX_LOOP, P_PREFETCH_M_ROWS, P_PREFETCH_V_ROWS, \
-    P_WRITEBACK_ROWS, P_VRAM_DEPTH, P_MRAM_TILES, P_HBM_CAPACITY, P_MX_BLOCK = range(13)
+    P_WRITEBACK_ROWS, P_VRAM_DEPTH, P_MRAM_TILES, P_HBM_CAPACITY, P_MX_BLOCK, P_MM_ORDER, P_TMM_ORDER = range(15)
 PARAMS_SIZE = 16
 
 # Decoded program: int64[n, DEC_SIZE], one row per static instruction.  D_STOP holds the
