@@ -7,10 +7,12 @@ rounding, one small function per opcode, and each opcode's closed-form cycle cos
 digest tables (scalar-control §4.3, matrix-vector §10) rather than from isa_specs' latency strings.
 Only the opcode numbers and field positions come from isa_specs (the project's one place for them).
 
-Scope: data semantics on well-conditioned values.  The oracle does not model NaN payload rules or
-the reference's summation orders: matmuls use numpy's matmul and reductions an exact sum, so tests
-feed it data where order cannot matter (integer-valued matmul and reduction inputs).  DMA cycles
-come from the HBM timing model and have no closed form; `cost()` returns None for them.
+Scope: data semantics.  The summation orders and NaN choices that the reference runs pin down
+(verified-corrections A3-A5, D1-D3) are modelled here too, written out product by product in
+plain Python: M_MM / M_TMM (`reference_dot`, by BLEN and K), V_RED_SUM (`reference_row_sum`),
+the scalar FP ops and the accumulator updates.  M_MV, M_TMV, M_BMM, M_BTMM and M_BTMV use
+numpy's matmul, so tests feed them data where order cannot matter (integer-valued inputs).
+DMA cycles come from the HBM timing model and have no closed form; `cost()` returns None for them.
 """
 
 from __future__ import annotations
@@ -196,26 +198,117 @@ def mx_quantize_row(values, block: int = MX_BLOCK) -> tuple[np.ndarray, np.ndarr
     return elements, scales
 
 
+# =============================================================================== NaN choice
+
+def f32_bits_of(x) -> int:
+    return int(np.array(x, dtype=F32).view(np.uint32))
+
+
+def f32_of_bits(u: int) -> np.float32:
+    return np.array(u & MASK32, dtype=np.uint32).view(F32)[()]
+
+
+def quieted(x) -> np.float32:
+    """The NaN x86 returns for a NaN operand: same sign and payload, quiet bit set."""
+    return f32_of_bits(f32_bits_of(x) | 0x400000)
+
+
+def first_nan(a, b, fn) -> np.float32:
+    """fn(a, b) in f32 where a NaN operand comes out quieted, the first one if both are NaN
+    (x86's rule for its first source operand; which operand is first is each kernel's choice)."""
+    a, b = F32(a), F32(b)
+    if np.isnan(a):
+        return quieted(a)
+    if np.isnan(b):
+        return quieted(b)
+    with np.errstate(all="ignore"):
+        return F32(fn(a, b))
+
+
+def add_first(a, b) -> np.float32:
+    return first_nan(a, b, lambda x, y: x + y)
+
+
+def mul_first(a, b) -> np.float32:
+    return first_nan(a, b, lambda x, y: x * y)
+
+
+def sub_first(a, b) -> np.float32:
+    return first_nan(a, b, lambda x, y: x - y)
+
+
+def accumulate(acc: np.ndarray, new) -> np.ndarray:
+    """acc + new elementwise where the new value's NaN wins (A5's VV rule; the matrix
+    accumulators are modelled the same way)."""
+    acc = np.asarray(acc, dtype=F32)
+    new = np.broadcast_to(np.asarray(new, dtype=F32), acc.shape)
+    return np.array([add_first(n, a) for a, n in zip(acc.ravel(), new.ravel())], dtype=F32).reshape(acc.shape)
+
+
+# =============================================================================== summation orders
+
 def reference_row_sum(x) -> np.float32:
-    """torch.sum's order for 64- and 16-lane rows, as verified-corrections A3 writes it down.
+    """torch.sum's order for 64- and 16-lane rows (verified-corrections A3), with D3's NaN choice.
 
     64 lanes: acc_j = (0 + x[8j:8j+8]) + x[32+8j:32+8j+8] for j = 0..3 (8-lane vectors), then
     s = ((acc_0 + acc_1) + acc_2) + acc_3 lane by lane, then ((0 + s_0) + s_1) + ... + s_7.
     16 lanes: s = (0 + x[0:8]) + x[8:16], then the same sequential sum over the 8 lanes.
+    NaN (D3): the left (accumulated) operand wins in every vertical add and in the accumulator
+    combination; in the final lane sum the later lane wins.
     """
-    x = np.asarray(x, dtype=F32)
-    zero = np.zeros(8, dtype=F32)
-    if len(x) == 64:
-        acc = [(zero + x[8 * j:8 * j + 8]) + x[32 + 8 * j:40 + 8 * j] for j in range(4)]
-        s = ((acc[0] + acc[1]) + acc[2]) + acc[3]
-    elif len(x) == 16:
-        s = (zero + x[0:8]) + x[8:16]
-    else:
+    x = [F32(v) for v in np.asarray(x, dtype=F32)]
+    if len(x) not in (64, 16):
         raise ValueError("A3 pins the order for 64- and 16-lane rows only")
+    vectors = [x[8 * v:8 * v + 8] for v in range(len(x) // 8)]
+    accs = [[F32(0)] * 8 for _ in range(4)]
+    for v, vec in enumerate(vectors):
+        accs[v % 4] = [add_first(a, b) for a, b in zip(accs[v % 4], vec)]
+    lanes = [add_first(add_first(add_first(accs[0][i], accs[1][i]), accs[2][i]), accs[3][i]) for i in range(8)]
     total = F32(0)
-    for lane in s:
-        total = F32(total + lane)
+    for lane in lanes:
+        total = add_first(lane, total)          # the later lane's NaN wins
     return total
+
+
+def reference_dot(x, w, blen: int, transposed: bool) -> np.float32:
+    """One output of M_MM (transposed=False) or M_TMM (True): sum_k x[k] * w[k], K = len(x),
+    in the order the reference's library uses at this BLEN (verified-corrections D1), NaN
+    choice included.  Products: the vector operand's NaN first (unverified when both are NaN).
+
+    BLEN >= 16: panels of 128 k's, each summed from +0 with the later NaN winning, then the
+    panel sums added left to right with the earlier panel's NaN winning.
+    BLEN <= 8, M_MM: k order from +0, the earlier NaN winning except against a NaN product at
+    k = 0 (mod 8).  BLEN <= 8, M_TMM: four k-interleaved lanes (the earlier NaN in a lane),
+    combined (l0 + l2) + (l1 + l3) with the left NaN winning, then the K % 4 leftovers in k order.
+    """
+    p = [mul_first(a, b) for a, b in zip(np.asarray(x, dtype=F32), np.asarray(w, dtype=F32))]
+    if blen >= 16:
+        sums = []
+        for k0 in range(0, len(p), 128):
+            s = F32(0)
+            for q in p[k0:k0 + 128]:
+                s = add_first(q, s)
+            sums.append(s)
+        total = sums[0]
+        for s in sums[1:]:
+            total = add_first(total, s)
+        return total
+    if not transposed:
+        acc = F32(0)
+        for k, q in enumerate(p):
+            acc = add_first(q, acc) if k % 8 == 0 else add_first(acc, q)
+        return acc
+    body = len(p) - len(p) % 4
+    lanes = []
+    for r in range(4):
+        lane = F32(0)
+        for q in p[r:body:4]:
+            lane = add_first(lane, q)
+        lanes.append(lane)
+    acc = add_first(add_first(lanes[0], lanes[2]), add_first(lanes[1], lanes[3]))
+    for q in p[body:]:
+        acc = add_first(acc, q)
+    return acc
 
 
 # =============================================================================== decoding
@@ -434,6 +527,12 @@ def v_reci_v(m, f, pc):
     _vector_op(m, f, lambda a: F32(1) / a)
 
 
+def _row_sum(x) -> np.float32:
+    """The reference's order where A3 pins it (16 and 64 lanes); elsewhere the exact sum, so
+    tests at other lengths must use data where the order cannot matter."""
+    return reference_row_sum(x) if len(x) in (16, 64) else exact_sum(x)
+
+
 @op("V_RED_SUM")
 def v_red_sum(m, f, pc):
     if f.rd == 0:                             # a write to f0 is a no-op that reads nothing
@@ -446,8 +545,8 @@ def v_red_sum(m, f, pc):
         for h in range(m.V // m.H):
             head = slice(h * m.H, (h + 1) * m.H)
             if lanes[head].all():
-                a[head] = exact_sum(a[head])
-    m.set_fp(f.rd, acc + exact_sum(a))
+                a[head] = _row_sum(a[head])
+    m.set_fp(f.rd, add_first(_row_sum(a), acc))   # f + sum keeps the sum's NaN (D3)
 
 
 @op("V_RED_MAX")
@@ -523,18 +622,24 @@ def _column_block(m: Machine, m_addr: int) -> tuple[np.ndarray, int]:
     return m.tile(t_base), off // m.M
 
 
+def _block_product(m: Machine, x: np.ndarray, w: np.ndarray, transposed: bool) -> np.ndarray:
+    """X[B,K] @ W[K,B] output by output, each in the reference's order (`reference_dot`)."""
+    return np.array([[reference_dot(x[i], w[:, j], m.B, transposed) for j in range(m.B)]
+                     for i in range(m.B)], dtype=F32)
+
+
 @op("M_MM")
 def m_mm(m, f, pc):
     tile, c = _column_block(m, m.gp[f.rs1])
     x = _rows(m, m.gp[f.rs2], m.B)
-    m.m_acc += x @ tile[:, c:c + m.B]
+    m.m_acc = accumulate(m.m_acc, _block_product(m, x, tile[:, c:c + m.B], transposed=False))
 
 
 @op("M_TMM")
 def m_tmm(m, f, pc):
     tile, c = _column_block(m, m.gp[f.rs2])   # rs1 = vector, rs2 = matrix
     x = _rows(m, m.gp[f.rs1], m.B)
-    m.m_acc += x @ tile[c:c + m.B, :].T
+    m.m_acc = accumulate(m.m_acc, _block_product(m, x, tile[c:c + m.B, :].T, transposed=True))
 
 
 @op("M_MV")
@@ -666,19 +771,22 @@ def _fp_result(m: Machine, f: Fields, compute) -> None:
         m.set_fp(f.rd, compute())
 
 
+# The reference computes rs2 + rs1 and rs2 * rs1 but rs1 - rs2 (verified-corrections D2): with two
+# NaN operands ADD/MUL keep rs2's NaN and SUB keeps rs1's.
+
 @op("S_ADD_FP")
 def s_add_fp(m, f, pc):
-    _fp_result(m, f, lambda: m.fp_value(f.rs1) + m.fp_value(f.rs2))
+    _fp_result(m, f, lambda: add_first(m.fp_value(f.rs2), m.fp_value(f.rs1)))
 
 
 @op("S_SUB_FP")
 def s_sub_fp(m, f, pc):
-    _fp_result(m, f, lambda: m.fp_value(f.rs1) - m.fp_value(f.rs2))
+    _fp_result(m, f, lambda: sub_first(m.fp_value(f.rs1), m.fp_value(f.rs2)))
 
 
 @op("S_MUL_FP")
 def s_mul_fp(m, f, pc):
-    _fp_result(m, f, lambda: m.fp_value(f.rs1) * m.fp_value(f.rs2))
+    _fp_result(m, f, lambda: mul_first(m.fp_value(f.rs2), m.fp_value(f.rs1)))
 
 
 @op("S_MAX_FP")
