@@ -1,14 +1,15 @@
-"""Cost of the HBM timing models: host time per simulated 64-byte block and per DMA instruction.
+"""Cost of the HBM timing models: host time per simulated 64-byte block, new HBM2 model vs the
+previous one (tests/hbm2_oracle.py) vs the analytic estimate, measured in one process.
 
     python bench/bench_hbm.py [--repeats 7] [--instructions 200]
 
-Each workload issues the block batches of a run of DMA instructions back to back through
-`emulator.hbm.timing` (the executor's interface), from an njit driver loop as the executor does,
-with addresses built as H_PREFETCH_M/V and H_STORE_V build them (MLEN = VLEN = 64, SCALE region
-at 1 MiB).  Reported: median over the repeats of (host time / 64-byte block accesses) and
-(host time / instructions), plus simulated cycles per instruction, for the hbm2 and analytic
-models; then the cost of one call from Python (what a caller outside numba pays on top).
-JIT compilation (or cache loading) is excluded by a warm-up run.
+Each workload is a run of DMA instructions issued back to back (or with compute gaps) through
+the models' block interface from an njit driver loop, as the executor does, with addresses built
+as H_PREFETCH_M/V and H_STORE_V build them (MLEN = VLEN = 64, SCALE region at 1 MiB).  Reported:
+the median over the repeats of host time / 64-byte block accesses (a store counts its read and
+its write) and the ratio previous / new, plus simulated cycles per instruction (identical for
+the two HBM2 models, which is checked).  JIT compilation is excluded by a warm-up run.  The
+machine is shared: compare ratios, not absolute times.
 """
 
 from __future__ import annotations
@@ -24,10 +25,13 @@ from numba import njit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from emulator.hbm import hbm2  # noqa: E402
 from emulator.hbm.timing import new_timing_state, read_batch, write_block  # noqa: E402
+from tests import hbm2_oracle  # noqa: E402
 
 SCALE_BASE = 1 << 20
 DIM = 64
+OP_READ_BATCH, OP_STORE, OP_IDLE = 0, 1, 2
 
 
 def prefetch_batch(offset: int, rows: int, stride: int) -> list[int]:
@@ -52,51 +56,114 @@ def store_blocks(offset: int, rows: int, stride: int) -> list[int]:
     return out
 
 
-@njit(cache=True)
-def drive_prefetches(ts, blocks, starts):
-    """One read_batch per instruction; instruction i reads blocks[starts[i]:starts[i+1]]."""
-    t = 0
-    for i in range(len(starts) - 1):
-        a, b = starts[i], starts[i + 1]
-        t = read_batch(ts, t, blocks[a:b], b - a)
-    return t
+def _make_driver(read_fn, write_fn):
+    """An njit loop over a program of DMA operations for one model's read/write functions."""
+    @njit
+    def drive(state, kinds, starts, idle, blocks):
+        """kinds[i]: OP_*; blocks[starts[i]:starts[i+1]] its blocks; idle[i] cycles for OP_IDLE."""
+        one = np.zeros(1, dtype=np.int64)
+        t = 0
+        for i in range(len(kinds)):
+            a, b = starts[i], starts[i + 1]
+            if kinds[i] == OP_READ_BATCH:
+                t = read_fn(state, t, blocks[a:b], b - a)
+            elif kinds[i] == OP_STORE:
+                for j in range(a, b):  # H_STORE_V: read a block, then post its write
+                    one[0] = blocks[j]
+                    t = read_fn(state, t, one, 1)
+                    t = write_fn(state, t, blocks[j])
+            else:
+                t += idle[i]
+        return t
+    return drive
 
 
-@njit(cache=True)
-def drive_stores(ts, blocks, starts):
-    """Per block: read it (a batch of one), then post its write."""
-    one = np.zeros(1, dtype=np.int64)
-    t = 0
-    for j in range(starts[-1]):
-        one[0] = blocks[j]
-        t = read_batch(ts, t, one, 1)
-        t = write_block(ts, t, blocks[j])
-    return t
+# name: (new state, njit driver); built lazily (each driver compiles on first use)
+MODELS = {
+    "hbm2": (hbm2.new_hbm2_state, (hbm2.hbm2_read_batch, hbm2.hbm2_write_block)),
+    "hbm2-previous": (hbm2_oracle.new_hbm2_state, (hbm2_oracle.hbm2_read_batch, hbm2_oracle.hbm2_write_block)),
+    "analytic": (lambda: new_timing_state("analytic"), (read_batch, write_block)),
+}
+_drivers: dict = {}
 
 
+def _driver(model: str):
+    if model not in _drivers:
+        _drivers[model] = _make_driver(*MODELS[model][1])
+    return _drivers[model]
+
+
+def _instruction(kind: str, rows: int, stride: int, offset: int) -> tuple[int, list[int]]:
+    if kind == "prefetch":
+        return OP_READ_BATCH, prefetch_batch(offset, rows, stride)
+    return OP_STORE, store_blocks(offset, rows, stride)
+
+
+# name: list of (kind, rows, stride, offset step per repetition); one repetition = one "instruction"
+# group.  The large program repeats a linear-layer-like tile step: a weight tile, activation rows,
+# a compute gap, a store of results.
 WORKLOADS = {
-    # name: (kind, rows, stride, offset step per instruction)
-    "H_PREFETCH_M contiguous": ("prefetch", 64, DIM, 4096),
-    "H_PREFETCH_M stride 4096": ("prefetch", 64, 4096, 64),
-    "H_PREFETCH_M stride 128 KiB": ("prefetch", 64, 128 * 1024, 64),   # every access a row conflict
-    "H_PREFETCH_V 4 rows": ("prefetch", 4, DIM, 256),
-    "H_STORE_V 4 rows": ("store", 4, DIM, 256),
+    "H_PREFETCH_M contiguous": [("prefetch", 64, DIM, 4096)],
+    "H_PREFETCH_M stride 4096": [("prefetch", 64, 4096, 64)],
+    "H_PREFETCH_M stride 128 KiB": [("prefetch", 64, 128 * 1024, 64)],   # every access a row conflict
+    "H_PREFETCH_V 4 rows": [("prefetch", 4, DIM, 256)],
+    "H_STORE_V 4 rows": [("store", 4, DIM, 256)],
+    "large program (PM, 4x PV, idle 300, SV)": [
+        ("prefetch", 64, DIM, 4096), ("prefetch", 4, DIM, 256), ("prefetch", 4, DIM, 256),
+        ("prefetch", 4, DIM, 256), ("prefetch", 4, DIM, 256), ("idle", 300, 0, 0), ("store", 4, DIM, 256)],
 }
 
 
-def run_workload(model: str, kind: str, rows: int, stride: int, step: int, n_instr: int):
-    """Returns (host seconds, 64-byte block accesses, simulated cycles) for n_instr instructions."""
-    make = prefetch_batch if kind == "prefetch" else store_blocks
-    per_instr = [make(i * step, rows, stride) for i in range(n_instr)]
-    blocks = np.array([b for batch in per_instr for b in batch], dtype=np.int64)
-    starts = np.cumsum([0] + [len(batch) for batch in per_instr]).astype(np.int64)
-    ts = new_timing_state(model)
-    drive = drive_prefetches if kind == "prefetch" else drive_stores
+def build_program(steps, n_instr: int):
+    """The DMA operations of n_instr repetitions of a workload's steps, as driver arrays."""
+    kinds, idle, batches = [], [], []
+    for i in range(n_instr):
+        for kind, rows, stride, step in steps:
+            if kind == "idle":
+                kinds.append(OP_IDLE)
+                idle.append(rows)
+                batches.append([])
+                continue
+            op, blocks = _instruction(kind, rows, stride, (i * step) % (1 << 30))
+            kinds.append(op)
+            idle.append(0)
+            batches.append(blocks)
+    blocks = np.array([b for batch in batches for b in batch], dtype=np.int64)
+    starts = np.cumsum([0] + [len(b) for b in batches]).astype(np.int64)
+    accesses = sum(len(b) * (2 if k == OP_STORE else 1) for k, b in zip(kinds, batches))
+    return np.array(kinds, dtype=np.int64), starts, np.array(idle, dtype=np.int64), blocks, accesses
+
+
+def run_program(model: str, program) -> tuple[float, int]:
+    """(host seconds, simulated end cycle) of one run of `program` on a fresh model state."""
+    kinds, starts, idle, blocks, _ = program
+    state = MODELS[model][0]()
+    drive = _driver(model)
     start = time.perf_counter()
-    cycles = drive(ts, blocks, starts)
-    sec = time.perf_counter() - start
-    accesses = len(blocks) if kind == "prefetch" else 2 * len(blocks)  # a store reads and writes
-    return sec, accesses, int(cycles)
+    cycles = drive(state, kinds, starts, idle, blocks)
+    return time.perf_counter() - start, int(cycles)
+
+
+def run_workload(model: str, name: str, n_instr: int) -> tuple[float, int, int]:
+    """Returns (host seconds, 64-byte block accesses, simulated cycles) for n_instr repetitions."""
+    program = build_program(WORKLOADS[name], n_instr)
+    sec, cycles = run_program(model, program)
+    return sec, program[4], cycles
+
+
+def measure(name: str, models, n_instr: int, repeats: int) -> dict[str, tuple[float, int]]:
+    """{model: (median ns per block access, simulated cycles)}; models interleaved per repeat so
+    that load changes on the machine hit them alike."""
+    program = build_program(WORKLOADS[name], n_instr)
+    for model in models:
+        run_program(model, build_program(WORKLOADS[name], 2))  # compile / warm up
+    times: dict[str, list[float]] = {m: [] for m in models}
+    cycles: dict[str, int] = {}
+    for _ in range(repeats):
+        for model in models:
+            sec, cycles[model] = run_program(model, program)
+            times[model].append(sec / program[4] * 1e9)
+    return {m: (statistics.median(times[m]), cycles[m]) for m in models}
 
 
 def python_call_cost(model: str, calls: int = 20000) -> float:
@@ -113,20 +180,22 @@ def python_call_cost(model: str, calls: int = 20000) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--instructions", type=int, default=200)
+    ap.add_argument("--instructions", type=int, default=200, help="repetitions of each workload")
     args = ap.parse_args()
-    print(f"{'workload':30s} {'model':8s} {'ns/block':>10s} {'us/instr':>10s} {'cycles/instr':>13s}")
-    for name, (kind, rows, stride, step) in WORKLOADS.items():
-        for model in ("hbm2", "analytic"):
-            run_workload(model, kind, rows, stride, step, 2)  # JIT / cache warm-up
-            per_block, per_instr = [], []
-            cycles = 0
-            for _ in range(args.repeats):
-                sec, blocks, cycles = run_workload(model, kind, rows, stride, step, args.instructions)
-                per_block.append(sec / blocks * 1e9)
-                per_instr.append(sec / args.instructions * 1e6)
-            print(f"{name:30s} {model:8s} {statistics.median(per_block):10.1f} "
-                  f"{statistics.median(per_instr):10.2f} {cycles / args.instructions:13.1f}")
+    models = ("hbm2", "hbm2-previous", "analytic")
+    print(f"{'workload':42s} {'hbm2':>9s} {'previous':>9s} {'speed-up':>9s} {'analytic':>9s} "
+          f"{'cycles/rep':>11s}   (ns per 64-byte block, medians of {args.repeats})")
+    ratios = []
+    for name in WORKLOADS:
+        got = measure(name, models, args.instructions, args.repeats)
+        if got["hbm2"][1] != got["hbm2-previous"][1]:
+            raise SystemExit(f"{name}: the models disagree: {got['hbm2'][1]} vs {got['hbm2-previous'][1]} cycles")
+        ratio = got["hbm2-previous"][0] / got["hbm2"][0]
+        ratios.append(ratio)
+        print(f"{name:42s} {got['hbm2'][0]:9.1f} {got['hbm2-previous'][0]:9.1f} {ratio:8.2f}x "
+              f"{got['analytic'][0]:9.1f} {got['hbm2'][1] / args.instructions:11.1f}")
+    print(f"speed-up per block, median over the workloads: {statistics.median(ratios):.2f}x "
+          f"(min {min(ratios):.2f}x, max {max(ratios):.2f}x)")
     for model in ("hbm2", "analytic"):
         print(f"read_batch called from Python ({model}): {python_call_cost(model):.2f} us per call")
 

@@ -35,11 +35,8 @@ def read(ts, now: int, *addrs: int) -> int:
     return int(read_batch(ts, now, b, len(b)))
 
 
-MAPPING_STATE = hbm2.new_hbm2_state(minimal=True)  # only its address-mapping header is read
-
-
 def mapping(addr: int) -> tuple[int, int, int, int, int]:
-    ch, pc, bg, ba, row, _col = hbm2.map_address(MAPPING_STATE, addr)
+    ch, pc, bg, ba, row, _col = hbm2.map_address(addr)
     return int(ch), int(pc), int(bg), int(ba), int(row)
 
 
@@ -138,11 +135,11 @@ def test_write_queue_full_waits_for_catch_up_ticks():
     assert int(hbm2.state_views(ts.hbm2)["buf_len"][0, hbm2.B_WRITE]) == 33
 
 
-def _bank_of(addr: int) -> int:
-    """Flat bank-node id (as stored in the open_row array) of a 16-byte address."""
+def _bank_of(addr: int) -> tuple[int, int]:
+    """(channel, bank node within the channel) of a 16-byte address, as the open_row view indexes it."""
     ch, pc, bg, ba, _row = mapping(addr)
     org = hbm2.ORGANISATION
-    return ((ch * org["pseudochannels"] + pc) * org["bankgroups"] + bg) * org["banks"] + ba
+    return ch, (pc * org["bankgroups"] + bg) * org["banks"] + ba
 
 
 @pytest.mark.parametrize("queued_writes, write_mode", [(25, 0), (26, 1)])

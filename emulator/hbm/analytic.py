@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from emulator.core.jit import jit
 
-from emulator.hbm.hbm2 import H_BLOCK_BITS, H_PC_BITS, H_TX_BITS, ORGANISATION, map_address
+from emulator.hbm.hbm2 import ORGANISATION, PC_BITS, TX_BITS, TX_PER_BLOCK_BITS, map_address
 
 FIRST_ACCESS = 7 + 7 + 4     # nRCDRD + nCL + nBL
 CYCLES_PER_TRANSFER = 2      # patched nBL/2 RD->RD gap per pseudochannel
@@ -41,25 +41,18 @@ def new_analytic_state() -> np.ndarray:
 
 
 @jit
-def analytic_read_batch(st, map_mem, now, block_addrs, n):
-    """Completion time of n block reads issued at `now` (formula in the module docstring).
-
-    `map_mem` is an HBM2 state array (a minimal one will do): only its address-mapping header
-    is read.
-    """
+def analytic_read_batch(st, now, block_addrs, n):
+    """Completion time of n block reads issued at `now` (formula in the module docstring)."""
     if n <= 0:
         return now
     if n > block_addrs.shape[0]:
         raise ValueError("analytic HBM model: n is larger than the block address array")
-    tx_bits = map_mem[H_TX_BITS]
-    per_block = 1 << (map_mem[H_BLOCK_BITS] - tx_bits)
-    pc_bits = map_mem[H_PC_BITS]
     st[A_COUNTS:] = 0
     busiest = 0
     for b in range(n):
-        for j in range(per_block):
-            ch, pc, _bg, _ba, _row, _col = map_address(map_mem, block_addrs[b] + (j << tx_bits))
-            k = A_COUNTS + (ch << pc_bits) + pc
+        for j in range(1 << TX_PER_BLOCK_BITS):
+            ch, pc, _bg, _ba, _row, _col = map_address(block_addrs[b] + (j << TX_BITS))
+            k = A_COUNTS + (ch << PC_BITS) + pc
             st[k] += 1
             if st[k] > busiest:
                 busiest = st[k]

@@ -15,12 +15,33 @@ What is modelled (all from /work/shared/reference/hbm2-timing.md, section number
   schedule ticks.  The one-cycle back-to-back penalty is not a rule of its own: it follows from
   `next_instant` being one past the tick that fired the previous access's last callback.
 
-State layout.  The whole model state is ONE flat int64 array (`mem`): a header of parameters,
-the wrapper's two scalars and the offsets of the regions that follow (timing table, ready
-cycles, ACT history, open rows, request buffers, pending FIFOs).  One array rather than a tuple
-of arrays because every njit call that receives an array pays for reference counting; with a
-single array the per-tick helper calls stay cheap and the inner loops index plain integers.
-`state_views(mem)` gives named, shaped numpy views for inspection and tests.
+How it is fast (same results as the tick-by-tick model kept in tests/hbm2_oracle.py):
+
+* Channels are independent.  Every timing constraint lives on a node of one channel, and the
+  memory system ticks every cycle (catch-up ticks when idle, the tick chain while reads are
+  pending), so a channel's state is a function of the (clk, request) sequence sent to it.  Each
+  channel therefore keeps its own clock and is ticked lazily, only up to the clk of the next
+  request sent to it or until the reads it owes the current batch have been served.
+* Idle spans are skipped whole.  After any change on a channel (a command issued, a request
+  queued, a veto) one scan of the active buffer and of the buffer the write mode selects gives
+  the earliest cycle at which some entry becomes ready, and the entry that wins FR-FCFS then.
+  Ticks before that cycle (or the pending FIFO head's departure) can only settle the write mode,
+  which is idempotent while the buffer sizes stand still, so they are not run.  Serving a read
+  changes neither the buffers nor the ready cycles, so the scan's result outlives it.
+* Ready cycles are tracked per bank.  Issuing a command raises `ready` on the four nodes of its
+  path; the model also keeps, per bank and command, the maximum over the bank's path
+  (`eff_ready`), raised over the affected bank range at issue time, so judging a queue entry is
+  one lookup instead of four.
+* A DMA batch is offered in one pass: each transfer is appended to its channel's queue after
+  that channel alone has been brought to the send's clk; a refused transfer's retries jump
+  straight to the next cycle at which its channel can change anything.
+
+State layout.  The whole model state is ONE flat int64 array (`st`): a small header (the
+wrapper's `next_instant`, counters), then one fixed-size region per channel (clock, write mode,
+the cached scan, ready cycles, ACT history, open rows, the three buffers as field arrays), then
+the pending FIFOs, whose capacity is chosen at construction.  The device is fixed by the
+reference (it always builds `hbm2_preset(8)`), so every offset is a module constant that numba
+folds into the code.  `state_views(st)` gives named, shaped numpy views for inspection and tests.
 
 Time unit: one cycle = 1 ns = one tCK = one accelerator cycle.
 """
@@ -28,7 +49,7 @@ Time unit: one cycle = 1 ns = one tCK = one accelerator cycle.
 from __future__ import annotations
 
 import numpy as np
-from emulator.core.jit import jit
+from emulator.core.jit import jit, inline_jit
 
 # ------------------------------------------------------------------------------ device description
 # HBM2_8Gb organisation with the channel count forced to 8 (§1, §2).
@@ -43,10 +64,36 @@ QUEUE_CAPACITY = 33          # buffers accept while size <= 32 (§6)
 WRITE_BUFFER_NOMINAL = 32    # the max_size the write-mode watermarks refer to
 WR_HIGH_WATERMARK = 0.8
 WR_LOW_WATERMARK = 0.2
+# enter write mode when |write| > 0.8 * 32 (25.6, i.e. >= 26); leave when < 0.2 * 32 (6.4, <= 6)
+WM_ENTER = int(np.floor(WR_HIGH_WATERMARK * WRITE_BUFFER_NOMINAL)) + 1
+WM_LEAVE = int(np.ceil(WR_LOW_WATERMARK * WRITE_BUFFER_NOMINAL)) - 1
 FAW_WINDOW = 4               # nFAW: the 5th ACT >= 15 after the 1st of the last four
 N_FAW = 15
 DEFAULT_PENDING_CAPACITY = 4096
-_NO_LIMIT = np.iinfo(np.int64).max   # _skip_quiet_ticks without an outside event to stop at
+NEVER = np.iinfo(np.int64).max // 2   # "no event": larger than any reachable cycle
+
+
+def _log2_exact(n: int, what: str) -> int:
+    if n <= 0 or n & (n - 1):
+        raise ValueError(f"HBM2 organisation: {what} ({n}) must be a power of two")
+    return n.bit_length() - 1
+
+
+N_CH = ORGANISATION["channels"]
+CH_BITS = _log2_exact(N_CH, "channels")
+PC_BITS = _log2_exact(ORGANISATION["pseudochannels"], "pseudochannels")
+BG_BITS = _log2_exact(ORGANISATION["bankgroups"], "bankgroups")
+BA_BITS = _log2_exact(ORGANISATION["banks"], "banks")
+TX_BITS = _log2_exact(TRANSFER_BYTES, "transfer bytes")
+BLOCK_BITS = _log2_exact(BLOCK_BYTES, "block bytes")
+TX_PER_BLOCK_BITS = BLOCK_BITS - TX_BITS
+# Nodes inside one channel, numbered so that a node's subtree is a contiguous range of banks:
+# pseudochannel p, bank group g = (p << BG_BITS) | bg, bank b = (g << BA_BITS) | ba.
+PCS = 1 << PC_BITS
+BGS = PCS << BG_BITS
+BANKS = BGS << BA_BITS
+BANKS_PER_PC = BANKS // PCS
+BANKS_PER_BG = BANKS // BGS
 
 ACT, PRE, RD, WR = 0, 1, 2, 3
 COMMANDS = ("ACT", "PRE", "RD", "WR")
@@ -73,32 +120,6 @@ TIMING_CONSTRAINTS = (
     ("bank", "WR", "PRE", 14),                                        # nCWL + nBL + nWR
 )
 
-# ------------------------------------------------------------------------------ flat layout
-# Header slots of `mem`.
-(H_MINIMAL, H_CH_BITS, H_PC_BITS, H_BG_BITS, H_BA_BITS, H_TX_BITS, H_BLOCK_BITS,
- H_COL_LO_BITS, H_COL_HI_BITS, H_READ_LATENCY, H_FORWARD_DELAY, H_QUEUE_CAPACITY,
- H_WM_ENTER, H_WM_LEAVE, H_FAW, H_FAW_WINDOW, H_PEND_CAP,
- H_NEXT,        # next_instant == every controller's clk (§9 invariant)
- H_PENDING,     # accepted reads whose callback has not fired (the wrapper's pending_reads)
- O_LAT, O_READY_CH, O_READY_PC, O_READY_BG, O_READY_BANK, O_ACT_HIST, O_OPEN_ROW,
- O_POOL, O_FREE, O_FREE_N, O_ORDER, O_BUF_LEN, O_WRITE_MODE,
- O_PEND_DEPART, O_PEND_COUNT, O_PEND_HEAD, O_PEND_LEN, O_NOT_BEFORE,
- N_HEADER) = range(38)
-
-# Request buffers.  Each channel keeps its requests in a pool of 3 x 33 entry slots; each of its
-# three buffers is an array of slot ids in insertion order (removal shifts the ids down), so
-# moving a request to the active buffer moves one id.
-B_READ, B_WRITE, B_ACTIVE = 0, 1, 2
-N_BUF_KINDS = 3
-E_ADDR, E_PC, E_BG, E_BANK, E_ROW, E_ARRIVE, E_WRITE = range(7)   # E_PC/BG/BANK: flat node ids
-N_ENTRY_FIELDS = 7
-
-
-def _log2_exact(n: int, what: str) -> int:
-    if n <= 0 or n & (n - 1):
-        raise ValueError(f"HBM2 organisation: {what} ({n}) must be a power of two")
-    return n.bit_length() - 1
-
 
 def timing_table() -> np.ndarray:
     """TIMING_CONSTRAINTS as lat[level, after, before] (max over duplicates, -1 = none)."""
@@ -109,105 +130,161 @@ def timing_table() -> np.ndarray:
     return lat
 
 
-def _region_shapes(pending_capacity: int, minimal: bool) -> dict[int, tuple[tuple[int, ...], int]]:
-    """{offset slot: (shape, fill value)} of every region after the header."""
-    org = ORGANISATION
-    n_ch, n_pc, n_bg, n_ba = org["channels"], org["pseudochannels"], org["bankgroups"], org["banks"]
-    queue = QUEUE_CAPACITY
-    if minimal:  # same header (the mapping is read from it), almost no state
-        n_ch = n_pc = n_bg = n_ba = 1
-        queue = pending_capacity = 1
-    pcs = n_ch * n_pc
-    bgs = pcs * n_bg
-    banks = bgs * n_ba
-    return {
-        O_LAT: ((N_LEVEL, N_CMD, N_CMD), -1),
-        O_READY_CH: ((n_ch, N_CMD), -1),          # ready[cmd] per node, -1 = never constrained
-        O_READY_PC: ((pcs, N_CMD), -1),
-        O_READY_BG: ((bgs, N_CMD), -1),
-        O_READY_BANK: ((banks, N_CMD), -1),
-        O_ACT_HIST: ((pcs, FAW_WINDOW), -1),      # last ACT issue times per pseudochannel, newest first
-        O_OPEN_ROW: ((banks,), -1),               # -1 = closed
-        O_POOL: ((n_ch, N_BUF_KINDS * queue, N_ENTRY_FIELDS), 0),
-        O_FREE: ((n_ch, N_BUF_KINDS * queue), 0),   # stack of free pool slots
-        O_FREE_N: ((n_ch,), 0),
-        O_ORDER: ((n_ch, N_BUF_KINDS, queue), 0),    # slot ids per buffer, oldest first
-        O_BUF_LEN: ((n_ch, N_BUF_KINDS), 0),
-        O_WRITE_MODE: ((n_ch,), 0),
-        O_PEND_DEPART: ((n_ch, pending_capacity), 0),  # pending FIFO: ring of (depart, count) runs
-        O_PEND_COUNT: ((n_ch, pending_capacity), 0),
-        O_PEND_HEAD: ((n_ch,), 0),
-        O_PEND_LEN: ((n_ch,), 0),
-        # per buffer: no entry can be ready before this clk (-1 = unknown); a cache that saves
-        # rescanning buffers in which nothing changed since a scan found nothing ready
-        O_NOT_BEFORE: ((n_ch, N_BUF_KINDS), -1),
-    }
+LAT = timing_table()   # a global array: numba compiles it in as a constant
+
+# ------------------------------------------------------------------------------ flat layout
+# Header slots of `st`.
+(H_MINIMAL,
+ H_NEXT,         # next_instant: the wrapper's clock; no channel's clock is ahead of it (§9)
+ H_PEND_CAP,     # runs each pending FIFO holds
+ H_SERVED,       # reads served so far (all channels, ever): tick_all's return value
+ H_LAST_SERVE,   # clk of the last read served in the current batch
+ N_HEADER) = range(6)
+
+# Request buffers: three per channel, each an array per field in insertion order (removal
+# shifts the later entries down).  E_RBW packs what FR-FCFS reads: row << 6 | is_write << 5 | bank.
+B_READ, B_WRITE, B_ACTIVE = 0, 1, 2
+N_BUF_KINDS = 3
+E_ADDR, E_RBW, E_ARRIVE = range(3)
+N_ENTRY_FIELDS = 3
+RBW_BANK_MASK = BANKS - 1
+RBW_WRITE_SHIFT = 5
+RBW_ROW_SHIFT = 6
+assert BANKS <= 1 << RBW_WRITE_SHIFT
+
+# One channel's region: (name, size) in order; the offsets below are derived from it.
+_CHANNEL_FIELDS = (
+    ("clk", 1),          # the ticks up to and including this clk have run on this channel
+    ("write_mode", 1),
+    ("wm_settled", 1),   # the write mode a tick that finds no ready active entry leaves behind
+    ("plan_ok", 1),      # the cached scan below is valid (nothing changed since it was made)
+    ("act_at", 1), ("act_idx", 1), ("act_cmd", 1),     # scan: active buffer's first ready cycle ...
+    ("src_at", 1), ("src_idx", 1), ("src_cmd", 1),     # ... and the write-mode buffer's
+    ("outstanding", 1),  # accepted reads not yet served
+    ("buf_len", N_BUF_KINDS),
+    ("pend_head", 1), ("pend_len", 1),
+    ("ready_ch", N_CMD),
+    ("ready_pc", PCS * N_CMD),
+    ("ready_bg", BGS * N_CMD),
+    ("ready_bank", BANKS * N_CMD),
+    ("eff_ready", N_CMD * BANKS),   # [cmd, bank]: max of ready[cmd] over the bank's path
+    ("act_hist", PCS * FAW_WINDOW),  # last ACT issue times per pseudochannel, newest first
+    ("open_row", BANKS),             # -1 = closed
+    ("buffers", N_BUF_KINDS * N_ENTRY_FIELDS * QUEUE_CAPACITY),
+)
+_offsets = {}
+_pos = 0
+for _name, _size in _CHANNEL_FIELDS:
+    _offsets[_name] = _pos
+    _pos += _size
+CH_SIZE = _pos
+C_CLK = _offsets["clk"]
+C_WM = _offsets["write_mode"]
+C_WM_SETTLED = _offsets["wm_settled"]
+C_PLAN_OK = _offsets["plan_ok"]
+C_ACT_AT = _offsets["act_at"]
+C_ACT_IDX = _offsets["act_idx"]
+C_ACT_CMD = _offsets["act_cmd"]
+C_SRC_AT = _offsets["src_at"]
+C_SRC_IDX = _offsets["src_idx"]
+C_SRC_CMD = _offsets["src_cmd"]
+C_OUT = _offsets["outstanding"]
+C_LEN = _offsets["buf_len"]
+C_PHEAD = _offsets["pend_head"]
+C_PLEN = _offsets["pend_len"]
+C_RCH = _offsets["ready_ch"]
+C_RPC = _offsets["ready_pc"]
+C_RBG = _offsets["ready_bg"]
+C_RBANK = _offsets["ready_bank"]
+C_EFF = _offsets["eff_ready"]
+C_ACTH = _offsets["act_hist"]
+C_OPEN = _offsets["open_row"]
+C_BUF = _offsets["buffers"]
+CH_BASE = N_HEADER
+PEND_BASE = CH_BASE + N_CH * CH_SIZE   # per channel: depart[cap], then count[cap]
 
 
 def new_hbm2_state(pending_capacity: int = DEFAULT_PENDING_CAPACITY, minimal: bool = False) -> np.ndarray:
     """A fresh, idle HBM2 model at time 0 (all banks closed, empty queues, write mode off).
 
     `pending_capacity` is the number of (depart, count) runs each channel's pending FIFO holds;
-    the model raises ValueError if a batch ever needs more.  `minimal=True` builds the stand-in
-    used by a state that runs the analytic model: the header (address mapping) is complete, the
-    model itself is not usable.
+    the model raises ValueError if a batch ever needs more.  `minimal=True` builds the small
+    stand-in used by a state that runs the analytic model (the model itself is not usable).
     """
     if pending_capacity < 1:
         raise ValueError(f"pending_capacity must be >= 1 (got {pending_capacity})")
-    org = ORGANISATION
-    shapes = _region_shapes(pending_capacity, minimal)
-    size = N_HEADER + sum(int(np.prod(s)) for s, _ in shapes.values())
-    mem = np.zeros(size, dtype=np.int64)
-    mem[H_MINIMAL] = 1 if minimal else 0
-    mem[H_CH_BITS] = _log2_exact(org["channels"], "channels")
-    mem[H_PC_BITS] = _log2_exact(org["pseudochannels"], "pseudochannels")
-    mem[H_BG_BITS] = _log2_exact(org["bankgroups"], "bankgroups")
-    mem[H_BA_BITS] = _log2_exact(org["banks"], "banks")
-    mem[H_TX_BITS] = _log2_exact(TRANSFER_BYTES, "transfer bytes")
-    mem[H_BLOCK_BITS] = _log2_exact(BLOCK_BYTES, "block bytes")
-    mem[H_COL_LO_BITS] = COLUMN_LOW_BITS
-    mem[H_COL_HI_BITS] = COLUMN_HIGH_BITS
-    mem[H_READ_LATENCY] = READ_LATENCY
-    mem[H_FORWARD_DELAY] = FORWARD_DELAY
-    mem[H_QUEUE_CAPACITY] = shapes[O_ORDER][0][2]
-    # enter write mode when |write| > 0.8 * 32 (25.6, i.e. >= 26); leave when < 0.2 * 32 (6.4, <= 6)
-    mem[H_WM_ENTER] = int(np.floor(WR_HIGH_WATERMARK * WRITE_BUFFER_NOMINAL)) + 1
-    mem[H_WM_LEAVE] = int(np.ceil(WR_LOW_WATERMARK * WRITE_BUFFER_NOMINAL)) - 1
-    mem[H_FAW] = N_FAW
-    mem[H_FAW_WINDOW] = FAW_WINDOW
-    mem[H_PEND_CAP] = shapes[O_PEND_DEPART][0][1]
-    pos = N_HEADER
-    for slot, (shape, fill) in shapes.items():
-        mem[slot] = pos
-        n = int(np.prod(shape))
-        mem[pos:pos + n] = fill
-        pos += n
-    mem[mem[O_LAT]:mem[O_LAT] + N_LEVEL * N_CMD * N_CMD] = timing_table().ravel()
-    n_ch, pool = shapes[O_FREE][0]
-    mem[mem[O_FREE]:mem[O_FREE] + n_ch * pool] = np.tile(np.arange(pool - 1, -1, -1), n_ch)
-    mem[mem[O_FREE_N]:mem[O_FREE_N] + n_ch] = pool
-    return mem
+    if minimal:
+        st = np.zeros(N_HEADER, dtype=np.int64)
+        st[H_MINIMAL] = 1
+        return st
+    st = np.zeros(PEND_BASE + N_CH * 2 * pending_capacity, dtype=np.int64)
+    st[H_PEND_CAP] = pending_capacity
+    st[H_LAST_SERVE] = -1
+    chans = st[CH_BASE:PEND_BASE].reshape(N_CH, CH_SIZE)
+    for name in ("ready_ch", "ready_pc", "ready_bg", "ready_bank", "eff_ready", "act_hist", "open_row"):
+        chans[:, _offsets[name]:_offsets[name] + dict(_CHANNEL_FIELDS)[name]] = -1
+    return st
 
 
-def state_views(mem: np.ndarray) -> dict[str, np.ndarray | int]:
-    """Named views of a state array (shared memory, not copies): for tests and debugging."""
-    shapes = _region_shapes(int(mem[H_PEND_CAP]), bool(mem[H_MINIMAL]))
-    names = {O_LAT: "lat", O_READY_CH: "ready_ch", O_READY_PC: "ready_pc", O_READY_BG: "ready_bg",
-             O_READY_BANK: "ready_bank", O_ACT_HIST: "act_hist", O_OPEN_ROW: "open_row",
-             O_POOL: "pool", O_FREE: "free", O_FREE_N: "free_n", O_ORDER: "order",
-             O_BUF_LEN: "buf_len", O_WRITE_MODE: "write_mode", O_PEND_DEPART: "pend_depart",
-             O_PEND_COUNT: "pend_count", O_PEND_HEAD: "pend_head", O_PEND_LEN: "pend_len",
-             O_NOT_BEFORE: "not_before"}
-    out: dict[str, np.ndarray | int] = {"next_instant": int(mem[H_NEXT]), "pending_reads": int(mem[H_PENDING])}
-    for slot, (shape, _fill) in shapes.items():
-        start = int(mem[slot])
-        out[names[slot]] = mem[start:start + int(np.prod(shape))].reshape(shape)
+def _check_state(st: np.ndarray) -> None:
+    if st[H_MINIMAL] != 0:
+        raise ValueError("HBM2 model: this timing state was built for the analytic model")
+
+
+def state_views(st: np.ndarray) -> dict[str, np.ndarray | int]:
+    """Named views of a state array (shared memory, not copies): for tests and debugging.
+
+    Every channel is first brought up to next_instant (a no-op for the results: those ticks
+    would run anyway before the channel is next used), so the views show the state the
+    reference's controllers have at that instant.  Node ids are per channel: pseudochannel p,
+    bank group (p << 2) | bg, bank (group << 2) | ba.
+    """
+    _check_state(st)
+    synchronise(st)
+    cap = int(st[H_PEND_CAP])
+    chans = st[CH_BASE:PEND_BASE].reshape(N_CH, CH_SIZE)
+    pend = st[PEND_BASE:PEND_BASE + N_CH * 2 * cap].reshape(N_CH, 2, cap)
+
+    def region(name, *shape):
+        start = _offsets[name]
+        view = chans[:, start:start + int(np.prod(shape))].reshape(N_CH, *shape)
+        assert np.shares_memory(view, st)
+        return view
+
+    return {
+        "next_instant": int(st[H_NEXT]),
+        "pending_reads": int(region("outstanding").sum()),
+        "clk": region("clk"),
+        "write_mode": region("write_mode"),
+        "buf_len": region("buf_len", N_BUF_KINDS),
+        "ready_ch": region("ready_ch", N_CMD),
+        "ready_pc": region("ready_pc", PCS, N_CMD),
+        "ready_bg": region("ready_bg", BGS, N_CMD),
+        "ready_bank": region("ready_bank", BANKS, N_CMD),
+        "eff_ready": region("eff_ready", N_CMD, BANKS),
+        "act_hist": region("act_hist", PCS, FAW_WINDOW),
+        "open_row": region("open_row", BANKS),
+        "buffers": region("buffers", N_BUF_KINDS, N_ENTRY_FIELDS, QUEUE_CAPACITY),
+        "pend_head": region("pend_head"),
+        "pend_len": region("pend_len"),
+        "pend_depart": pend[:, 0, :],
+        "pend_count": pend[:, 1, :],
+    }
+
+
+def queue_entries(st: np.ndarray, ch: int, kind: int) -> list[tuple[int, int, int, int, int]]:
+    """The requests of one buffer in order, as (addr, bank, row, arrive, is_write)."""
+    v = state_views(st)
+    out = []
+    for i in range(int(v["buf_len"][ch, kind])):
+        addr, rbw, arrive = (int(x) for x in v["buffers"][ch, kind, :, i])
+        out.append((addr, rbw & RBW_BANK_MASK, rbw >> RBW_ROW_SHIFT, arrive, (rbw >> RBW_WRITE_SHIFT) & 1))
     return out
 
 
 # ------------------------------------------------------------------------------ address mapping
 @jit
-def map_address(mem, addr):
+def map_address(addr):
     """MOP4CLXOR (§2): byte address -> (channel, pseudochannel, bankgroup, bank, row, column).
 
     Fields from the LSB of the transfer index: low column bits, channel, pseudochannel,
@@ -215,556 +292,464 @@ def map_address(mem, addr):
     the levels from the channel down, consumed LSB first; with 5 column bits nothing is left
     for the bank or the row.
     """
-    ch_bits = mem[H_CH_BITS]
-    pc_bits = mem[H_PC_BITS]
-    bg_bits = mem[H_BG_BITS]
-    ba_bits = mem[H_BA_BITS]
-    lo_bits = mem[H_COL_LO_BITS]
-    hi_bits = mem[H_COL_HI_BITS]
-    x = addr >> mem[H_TX_BITS]
-    c_lo = x & ((1 << lo_bits) - 1)
-    x >>= lo_bits
-    ch = x & ((1 << ch_bits) - 1)
-    x >>= ch_bits
-    pc = x & ((1 << pc_bits) - 1)
-    x >>= pc_bits
-    bg = x & ((1 << bg_bits) - 1)
-    x >>= bg_bits
-    ba = x & ((1 << ba_bits) - 1)
-    x >>= ba_bits
-    c_hi = x & ((1 << hi_bits) - 1)
-    row = x >> hi_bits
-    col = c_lo | (c_hi << lo_bits)
+    x = addr >> TX_BITS
+    c_lo = x & ((1 << COLUMN_LOW_BITS) - 1)
+    x >>= COLUMN_LOW_BITS
+    ch = x & ((1 << CH_BITS) - 1)
+    x >>= CH_BITS
+    pc = x & ((1 << PC_BITS) - 1)
+    x >>= PC_BITS
+    bg = x & ((1 << BG_BITS) - 1)
+    x >>= BG_BITS
+    ba = x & ((1 << BA_BITS) - 1)
+    x >>= BA_BITS
+    c_hi = x & ((1 << COLUMN_HIGH_BITS) - 1)
+    row = x >> COLUMN_HIGH_BITS
+    col = c_lo | (c_hi << COLUMN_LOW_BITS)
     rest = col
-    ch ^= rest & ((1 << ch_bits) - 1)
-    rest >>= ch_bits
-    pc ^= rest & ((1 << pc_bits) - 1)
-    rest >>= pc_bits
-    bg ^= rest & ((1 << bg_bits) - 1)
-    rest >>= bg_bits
-    ba ^= rest & ((1 << ba_bits) - 1)
-    rest >>= ba_bits
+    ch ^= rest & ((1 << CH_BITS) - 1)
+    rest >>= CH_BITS
+    pc ^= rest & ((1 << PC_BITS) - 1)
+    rest >>= PC_BITS
+    bg ^= rest & ((1 << BG_BITS) - 1)
+    rest >>= BG_BITS
+    ba ^= rest & ((1 << BA_BITS) - 1)
+    rest >>= BA_BITS
     row ^= rest
     return ch, pc, bg, ba, row, col
 
 
-# ------------------------------------------------------------------------------ index helpers
-@jit
-def _order(mem, ch, kind):
-    """Offset of a buffer's slot-id array."""
-    return mem[O_ORDER] + (ch * N_BUF_KINDS + kind) * mem[H_QUEUE_CAPACITY]
+@inline_jit
+def _channel_of(addr):
+    """map_address(addr)[0]: the channel bits XOR the low column bits (§2)."""
+    x = addr >> TX_BITS
+    col = (x & ((1 << COLUMN_LOW_BITS) - 1)) | (((x >> (COLUMN_LOW_BITS + CH_BITS + PC_BITS + BG_BITS + BA_BITS))
+                                                 & ((1 << COLUMN_HIGH_BITS) - 1)) << COLUMN_LOW_BITS)
+    return ((x >> COLUMN_LOW_BITS) ^ col) & ((1 << CH_BITS) - 1)
 
 
-@jit
-def _slot(mem, ch, slot):
-    """Offset of a pool entry's first field."""
-    return mem[O_POOL] + (ch * N_BUF_KINDS * mem[H_QUEUE_CAPACITY] + slot) * N_ENTRY_FIELDS
+@inline_jit
+def _channel_base(ch):
+    return CH_BASE + ch * CH_SIZE
 
 
-@jit
-def _entry(mem, ch, kind, idx):
-    """Offset of the first field of the idx-th (in insertion order) request of a buffer."""
-    return _slot(mem, ch, mem[_order(mem, ch, kind) + idx])
+@inline_jit
+def _field(cb, kind, field):
+    """Offset of field `field` of entry 0 of buffer `kind` of the channel at `cb`."""
+    return cb + C_BUF + (kind * N_ENTRY_FIELDS + field) * QUEUE_CAPACITY
 
 
 # ------------------------------------------------------------------------------ device
-@jit
-def _issue(mem, cmd, ch, pcn, bgn, ban, row, clk):
+@inline_jit
+def _raise_ready(st, node, cb, cmd, first_bank, n_banks, at):
+    """ready[cmd] of a node becomes at least `at`; so does eff_ready[cmd] of the banks below it."""
+    if at > st[node]:
+        st[node] = at
+        eff = cb + C_EFF + cmd * BANKS + first_bank
+        for b in range(n_banks):
+            if at > st[eff + b]:
+                st[eff + b] = at
+
+
+@inline_jit
+def _issue(st, cb, cmd, bank, row, clk):
     """Issue `cmd` at `clk`: every node on the path applies its constraints; update the bank."""
-    lat = mem[O_LAT] + cmd * N_CMD
+    pc = bank >> (BG_BITS + BA_BITS)
+    bg = bank >> BA_BITS
     for f in range(N_CMD):
-        for level in range(N_LEVEL):
-            gap = mem[lat + level * N_CMD * N_CMD + f]
-            if gap < 0:
-                continue
-            if level == 0:
-                r = mem[O_READY_CH] + ch * N_CMD + f
-            elif level == 1:
-                r = mem[O_READY_PC] + pcn * N_CMD + f
-            elif level == 2:
-                r = mem[O_READY_BG] + bgn * N_CMD + f
-            else:
-                r = mem[O_READY_BANK] + ban * N_CMD + f
-            if clk + gap > mem[r]:
-                mem[r] = clk + gap
+        gap = LAT[0, cmd, f]
+        if gap >= 0:
+            _raise_ready(st, cb + C_RCH + f, cb, f, 0, BANKS, clk + gap)
+        gap = LAT[1, cmd, f]
+        if gap >= 0:
+            _raise_ready(st, cb + C_RPC + pc * N_CMD + f, cb, f, pc * BANKS_PER_PC, BANKS_PER_PC, clk + gap)
+        gap = LAT[2, cmd, f]
+        if gap >= 0:
+            _raise_ready(st, cb + C_RBG + bg * N_CMD + f, cb, f, bg * BANKS_PER_BG, BANKS_PER_BG, clk + gap)
+        gap = LAT[3, cmd, f]
+        if gap >= 0:
+            _raise_ready(st, cb + C_RBANK + bank * N_CMD + f, cb, f, bank, 1, clk + gap)
     if cmd == ACT:
-        w = mem[H_FAW_WINDOW]
-        hist = mem[O_ACT_HIST] + pcn * w
-        for i in range(w - 1, 0, -1):
-            mem[hist + i] = mem[hist + i - 1]
-        mem[hist] = clk
-        oldest = mem[hist + w - 1]
-        r = mem[O_READY_PC] + pcn * N_CMD + ACT
-        if oldest >= 0 and oldest + mem[H_FAW] > mem[r]:
-            mem[r] = oldest + mem[H_FAW]
-        mem[mem[O_OPEN_ROW] + ban] = row
+        hist = cb + C_ACTH + pc * FAW_WINDOW
+        for i in range(FAW_WINDOW - 1, 0, -1):
+            st[hist + i] = st[hist + i - 1]
+        st[hist] = clk
+        oldest = st[hist + FAW_WINDOW - 1]
+        if oldest >= 0:
+            _raise_ready(st, cb + C_RPC + pc * N_CMD + ACT, cb, ACT, pc * BANKS_PER_PC, BANKS_PER_PC,
+                         oldest + N_FAW)
+        st[cb + C_OPEN + bank] = row
     elif cmd == PRE:
-        mem[mem[O_OPEN_ROW] + ban] = -1
+        st[cb + C_OPEN + bank] = -1
 
 
 # ------------------------------------------------------------------------------ controller
-@jit
-def _pending_push(mem, ch, depart):
+@inline_jit
+def _pending_push(st, ch, cb, depart):
     """Append one read to the channel's pending FIFO (consecutive equal departs share a run)."""
-    cap = mem[H_PEND_CAP]
-    n = mem[mem[O_PEND_LEN] + ch]
-    head = mem[mem[O_PEND_HEAD] + ch]
-    row = ch * cap
+    cap = st[H_PEND_CAP]
+    n = st[cb + C_PLEN]
+    head = st[cb + C_PHEAD]
+    dep = PEND_BASE + ch * 2 * cap
     if n > 0:
-        last = row + (head + n - 1) % cap
-        if mem[mem[O_PEND_DEPART] + last] == depart:
-            mem[mem[O_PEND_COUNT] + last] += 1
+        last = head + n - 1
+        if last >= cap:
+            last -= cap
+        if st[dep + last] == depart:
+            st[dep + cap + last] += 1
             return
     if n == cap:
         raise ValueError("HBM2 model: a channel's pending-read FIFO overflowed; "
                          "build the timing state with a larger pending_capacity")
-    slot = row + (head + n) % cap
-    mem[mem[O_PEND_DEPART] + slot] = depart
-    mem[mem[O_PEND_COUNT] + slot] = 1
-    mem[mem[O_PEND_LEN] + ch] = n + 1
+    slot = head + n
+    if slot >= cap:
+        slot -= cap
+    st[dep + slot] = depart
+    st[dep + cap + slot] = 1
+    st[cb + C_PLEN] = n + 1
 
 
-@jit
-def _pending_serve(mem, ch, clk):
-    """Serve at most one read, and only the FIFO head: returns 1 if it completed this tick."""
-    n = mem[mem[O_PEND_LEN] + ch]
-    if n == 0:
-        return 0
-    cap = mem[H_PEND_CAP]
-    head = mem[mem[O_PEND_HEAD] + ch]
-    slot = ch * cap + head
-    if mem[mem[O_PEND_DEPART] + slot] > clk:
-        return 0
-    c = mem[O_PEND_COUNT] + slot
-    mem[c] -= 1
-    if mem[c] == 0:
-        mem[mem[O_PEND_HEAD] + ch] = (head + 1) % cap
-        mem[mem[O_PEND_LEN] + ch] = n - 1
-    return 1
+@inline_jit
+def _pending_head_depart(st, ch, cb):
+    """Departure cycle of the read at the head of the pending FIFO, NEVER if it is empty."""
+    if st[cb + C_PLEN] == 0:
+        return NEVER
+    return st[PEND_BASE + ch * 2 * st[H_PEND_CAP] + st[cb + C_PHEAD]]
 
 
-@jit
-def _unlink(mem, ch, kind, idx):
-    """Take the idx-th request out of a buffer, keeping the others' order; returns its slot."""
-    nl = mem[O_BUF_LEN] + ch * N_BUF_KINDS + kind
-    n = mem[nl]
-    order = _order(mem, ch, kind)
-    slot = mem[order + idx]
-    for i in range(order + idx, order + n - 1):
-        mem[i] = mem[i + 1]
-    mem[nl] = n - 1
-    return slot
+@inline_jit
+def _pending_serve(st, ch, cb, clk):
+    """Serve at most one read, and only the FIFO head, if it has departed by `clk`."""
+    if st[cb + C_PLEN] == 0:
+        return
+    cap = st[H_PEND_CAP]
+    head = st[cb + C_PHEAD]
+    dep = PEND_BASE + ch * 2 * cap
+    if st[dep + head] > clk:
+        return
+    st[dep + cap + head] -= 1
+    if st[dep + cap + head] == 0:
+        st[cb + C_PHEAD] = head + 1 if head + 1 < cap else 0
+        st[cb + C_PLEN] -= 1
+    st[cb + C_OUT] -= 1
+    st[H_SERVED] += 1
+    if clk > st[H_LAST_SERVE]:
+        st[H_LAST_SERVE] = clk
 
 
-@jit
-def _link(mem, ch, kind, slot):
-    """Append a pool slot to a buffer (the caller checked the capacity)."""
-    nl = mem[O_BUF_LEN] + ch * N_BUF_KINDS + kind
-    n = mem[nl]
-    mem[_order(mem, ch, kind) + n] = slot
-    mem[nl] = n + 1
+@inline_jit
+def _append(st, cb, kind, addr, rbw, arrive):
+    """Append a request to a buffer (the caller checked the capacity)."""
+    n = st[cb + C_LEN + kind]
+    st[_field(cb, kind, E_ADDR) + n] = addr
+    st[_field(cb, kind, E_RBW) + n] = rbw
+    st[_field(cb, kind, E_ARRIVE) + n] = arrive
+    st[cb + C_LEN + kind] = n + 1
 
 
-@jit
-def _entry_command(mem, e, open_rows, r_ch, r_pc, r_bg, r_ba):
-    """(prerequisite command, cycle it becomes issuable) of the queue entry at `e`: ACT for a
-    closed bank, the final RD/WR on a row hit, PRE on a row conflict; ready at the latest of the
-    channel, pseudochannel, bank-group and bank ready times for that command."""
-    ban = mem[e + E_BANK]
-    open_row = mem[open_rows + ban]
+@inline_jit
+def _remove(st, cb, kind, idx):
+    """Take the idx-th request out of a buffer, keeping the others' order."""
+    n = st[cb + C_LEN + kind] - 1
+    for field in range(N_ENTRY_FIELDS):
+        f = _field(cb, kind, field)
+        for i in range(f + idx, f + n):
+            st[i] = st[i + 1]
+    st[cb + C_LEN + kind] = n
+
+
+@inline_jit
+def _entry_command(st, cb, rbw):
+    """(prerequisite command, cycle it becomes issuable) of a queue entry (§4): ACT for a closed
+    bank, the final RD/WR on a row hit, PRE on a row conflict."""
+    bank = rbw & RBW_BANK_MASK
+    open_row = st[cb + C_OPEN + bank]
     if open_row == -1:
         cmd = ACT
-    elif open_row == mem[e + E_ROW]:
-        cmd = WR if mem[e + E_WRITE] != 0 else RD
+    elif open_row == rbw >> RBW_ROW_SHIFT:
+        cmd = RD + ((rbw >> RBW_WRITE_SHIFT) & 1)
     else:
         cmd = PRE
-    at = max(max(mem[r_ch + cmd], mem[r_pc + mem[e + E_PC] * N_CMD + cmd]),
-             max(mem[r_bg + mem[e + E_BG] * N_CMD + cmd], mem[r_ba + ban * N_CMD + cmd]))
-    return cmd, at
+    return cmd, st[cb + C_EFF + cmd * BANKS + bank]
 
 
-@jit
-def _best(mem, ch, kind, clk):
-    """FR-FCFS over one non-empty buffer: ready first, then oldest arrival, then list order.
+@inline_jit
+def _settled_write_mode(st, cb):
+    """The write mode after a tick whose active buffer has nothing ready (§6 step 4.2).
 
-    Returns (index, command, ready) of the winner.  The command is the request's prerequisite
-    at its bank (§4): ACT if closed, the RD/WR itself on a row hit, PRE on a row conflict.
-    When nothing is ready, also records in not_before[ch, kind] the first clk at which some
-    entry would be ready if nothing changes (ready cycles only change when this channel issues).
-
-    The read and write buffers are appended in non-decreasing `arrive` order (arrive = clk at
-    send), so there the fold's winner is the first ready entry (or entry 0 if none is ready) and
-    the scan stops at it.  The active buffer takes requests in ACT order, so it gets the full fold.
+    The update depends on the buffer sizes only and is idempotent, so every such tick until the
+    sizes change leaves the same value.  An empty controller ends up in write mode (|read| == 0).
     """
-    sorted_by_arrival = kind != B_ACTIVE
-    n = mem[mem[O_BUF_LEN] + ch * N_BUF_KINDS + kind]
-    order = _order(mem, ch, kind)
-    pool = _slot(mem, ch, 0)
-    r_ch = mem[O_READY_CH] + ch * N_CMD
-    r_pc = mem[O_READY_PC]
-    r_bg = mem[O_READY_BG]
-    r_ba = mem[O_READY_BANK]
-    open_rows = mem[O_OPEN_ROW]
-    not_before = -1
-    if sorted_by_arrival:
-        # the fold reduces to: the first ready entry, else entry 0
-        first_cmd = -1
-        for i in range(n):
-            e = pool + mem[order + i] * N_ENTRY_FIELDS
-            cmd, at = _entry_command(mem, e, open_rows, r_ch, r_pc, r_bg, r_ba)
-            if clk >= at:
-                return i, cmd, True
-            if i == 0:
-                first_cmd = cmd
-                not_before = at
-            elif at < not_before:
-                not_before = at
-        mem[mem[O_NOT_BEFORE] + ch * N_BUF_KINDS + kind] = not_before
-        return 0, first_cmd, False
+    n_read = st[cb + C_LEN + B_READ]
+    n_write = st[cb + C_LEN + B_WRITE]
+    if st[cb + C_WM] == 0:
+        return 1 if n_write >= WM_ENTER or n_read == 0 else 0
+    return 0 if n_write <= WM_LEAVE and n_read != 0 else 1
+
+
+@inline_jit
+def _plan(st, cb):
+    """Scan the active buffer and the buffer the settled write mode selects.
+
+    For each, records the first cycle after the channel's clk at which one of its entries is
+    ready, and the FR-FCFS winner at that cycle (ready first, then oldest arrival, then list
+    order; the read and write buffers are filled in arrival order, so there the winner is the
+    first entry ready that soon).  Valid until the channel issues or queues something.
+    """
+    lo = st[cb + C_CLK] + 1
+    wm = _settled_write_mode(st, cb)
+    st[cb + C_WM_SETTLED] = wm
+    best = NEVER
     best_i = -1
     best_cmd = -1
-    best_ready = False
     best_arrive = 0
-    for i in range(n):
-        e = pool + mem[order + i] * N_ENTRY_FIELDS
-        cmd, at = _entry_command(mem, e, open_rows, r_ch, r_pc, r_bg, r_ba)
-        ready = clk >= at
-        if not_before < 0 or at < not_before:
-            not_before = at
-        arrive = mem[e + E_ARRIVE]
-        if best_i < 0 or (ready and not best_ready) or (ready == best_ready and arrive < best_arrive):
+    rbws = _field(cb, B_ACTIVE, E_RBW)
+    arrives = _field(cb, B_ACTIVE, E_ARRIVE)
+    for i in range(st[cb + C_LEN + B_ACTIVE]):
+        cmd, at = _entry_command(st, cb, st[rbws + i])
+        if at < lo:
+            at = lo
+        arrive = st[arrives + i]
+        if at < best or (at == best and arrive < best_arrive):
+            best = at
             best_i = i
             best_cmd = cmd
-            best_ready = ready
             best_arrive = arrive
-    if not best_ready:
-        mem[mem[O_NOT_BEFORE] + ch * N_BUF_KINDS + kind] = not_before
-    return best_i, best_cmd, best_ready
+    st[cb + C_ACT_AT] = best
+    st[cb + C_ACT_IDX] = best_i
+    st[cb + C_ACT_CMD] = best_cmd
+    src = B_WRITE if wm != 0 else B_READ
+    best = NEVER
+    best_i = -1
+    best_cmd = -1
+    rbws = _field(cb, src, E_RBW)
+    for i in range(st[cb + C_LEN + src]):
+        cmd, at = _entry_command(st, cb, st[rbws + i])
+        if at < lo:
+            at = lo
+        if at < best:
+            best = at
+            best_i = i
+            best_cmd = cmd
+            if best == lo:
+                break
+    st[cb + C_SRC_AT] = best
+    st[cb + C_SRC_IDX] = best_i
+    st[cb + C_SRC_CMD] = best_cmd
+    st[cb + C_PLAN_OK] = 1
 
 
-@jit
-def _controller_tick(mem, ch, clk):
-    """One Generic-controller tick at `clk` (already incremented).  Returns completed reads (0/1)."""
-    done = _pending_serve(mem, ch, clk)
-    lens = mem[O_BUF_LEN] + ch * N_BUF_KINDS
-    n_read = mem[lens + B_READ]
-    n_write = mem[lens + B_WRITE]
-    n_active = mem[lens + B_ACTIVE]
-    wm = mem[O_WRITE_MODE] + ch
-    nb = mem[O_NOT_BEFORE] + ch * N_BUF_KINDS
-    if n_read == 0 and n_write == 0 and n_active == 0:
-        mem[wm] = 1  # what set_write_mode does with an empty read buffer
-        return done
+@inline_jit
+def _next_event(st, ch, cb):
+    """The clk of the channel's next tick that serves a read or may issue a command."""
+    if st[cb + C_PLAN_OK] == 0:
+        _plan(st, cb)
+    at = _pending_head_depart(st, ch, cb)
+    lo = st[cb + C_CLK] + 1
+    if at < lo:
+        at = lo
+    if st[cb + C_ACT_AT] < at:
+        at = st[cb + C_ACT_AT]
+    if st[cb + C_SRC_AT] < at:
+        at = st[cb + C_SRC_AT]
+    return at
 
-    found = False
-    src = -1
-    idx = -1
-    cmd = -1
-    if n_active > 0 and clk >= mem[nb + B_ACTIVE]:
-        idx, cmd, found = _best(mem, ch, B_ACTIVE, clk)
+
+@inline_jit
+def _tick(st, ch, cb, clk):
+    """The controller tick at `clk` = the channel's next event (§6); the ticks before it, if
+    any, only settled the write mode."""
+    if clk > st[cb + C_CLK] + 1:
+        st[cb + C_WM] = st[cb + C_WM_SETTLED]
+    st[cb + C_CLK] = clk
+    _pending_serve(st, ch, cb, clk)
+    n_active = st[cb + C_LEN + B_ACTIVE]
+    if n_active == 0 and st[cb + C_LEN + B_READ] == 0 and st[cb + C_LEN + B_WRITE] == 0:
+        st[cb + C_WM] = 1  # what set_write_mode does with an empty read buffer
+        return
+    if st[cb + C_ACT_AT] == clk:
         src = B_ACTIVE
-    if not found:
-        if mem[wm] == 0:
-            if n_write >= mem[H_WM_ENTER] or n_read == 0:
-                mem[wm] = 1
-        elif n_write <= mem[H_WM_LEAVE] and n_read != 0:
-            mem[wm] = 0
-        src = B_WRITE if mem[wm] != 0 else B_READ
-        if mem[lens + src] > 0 and clk >= mem[nb + src]:
-            idx, cmd, found = _best(mem, ch, src, clk)
-    if not found:
-        return done
-    e = _entry(mem, ch, src, idx)
-    ban = mem[e + E_BANK]
+        idx = st[cb + C_ACT_IDX]
+        cmd = st[cb + C_ACT_CMD]
+    else:
+        st[cb + C_WM] = st[cb + C_WM_SETTLED]
+        if st[cb + C_SRC_AT] != clk:
+            return  # only a read was served: the scan stays valid
+        src = B_WRITE if st[cb + C_WM] != 0 else B_READ
+        idx = st[cb + C_SRC_IDX]
+        cmd = st[cb + C_SRC_CMD]
+    rbw = st[_field(cb, src, E_RBW) + idx]
+    bank = rbw & RBW_BANK_MASK
+    st[cb + C_PLAN_OK] = 0
     if cmd == PRE:
         # never close a row that a request in the active buffer is waiting for
+        active = _field(cb, B_ACTIVE, E_RBW)
         for i in range(n_active):
-            if mem[_entry(mem, ch, B_ACTIVE, i) + E_BANK] == ban:
-                return done
-    is_write = mem[e + E_WRITE] != 0
-    _issue(mem, cmd, ch, mem[e + E_PC], mem[e + E_BG], ban, mem[e + E_ROW], clk)
-    for kind in range(N_BUF_KINDS):  # ready cycles and open rows changed: rescan
-        mem[nb + kind] = -1
-    if cmd == (WR if is_write else RD):
-        if not is_write:
-            _pending_push(mem, ch, clk + mem[H_READ_LATENCY])
-        slot = _unlink(mem, ch, src, idx)
-        free_n = mem[O_FREE_N] + ch
-        mem[mem[O_FREE] + ch * N_BUF_KINDS * mem[H_QUEUE_CAPACITY] + mem[free_n]] = slot
-        mem[free_n] += 1
-    elif cmd == ACT and mem[lens + B_ACTIVE] < mem[H_QUEUE_CAPACITY]:
+            if st[active + i] & RBW_BANK_MASK == bank:
+                return
+    _issue(st, cb, cmd, bank, rbw >> RBW_ROW_SHIFT, clk)
+    is_write = (rbw >> RBW_WRITE_SHIFT) & 1
+    if cmd == RD + is_write:
+        if is_write == 0:
+            _pending_push(st, ch, cb, clk + READ_LATENCY)
+        _remove(st, cb, src, idx)
+    elif cmd == ACT and n_active < QUEUE_CAPACITY:
         # move to the active buffer (if it is full the request stays where it is)
-        _link(mem, ch, B_ACTIVE, _unlink(mem, ch, src, idx))
-    return done
+        addr = st[_field(cb, src, E_ADDR) + idx]
+        arrive = st[_field(cb, src, E_ARRIVE) + idx]
+        _remove(st, cb, src, idx)
+        _append(st, cb, B_ACTIVE, addr, rbw, arrive)
 
 
-@jit
-def _all_idle(mem):
-    n_ch = 1 << mem[H_CH_BITS]
-    lens = mem[O_BUF_LEN]
-    pend = mem[O_PEND_LEN]
-    for i in range(n_ch * N_BUF_KINDS):
-        if mem[lens + i] != 0:
-            return False
-    for ch in range(n_ch):
-        if mem[pend + ch] != 0:
-            return False
-    return True
+@inline_jit
+def _advance(st, ch, cb, clk):
+    """Run the channel's ticks up to and including `clk`, skipping those that do nothing."""
+    while st[cb + C_CLK] < clk:
+        at = _next_event(st, ch, cb)
+        if at > clk:
+            st[cb + C_WM] = st[cb + C_WM_SETTLED]
+            st[cb + C_CLK] = clk
+            return
+        _tick(st, ch, cb, at)
 
 
-@jit
-def tick_all(mem):
-    """One memory-system tick at simulated time next_instant.  Returns the completed reads."""
-    clk = mem[H_NEXT] + 1
-    done = 0
-    lens = mem[O_BUF_LEN]
-    for ch in range(1 << mem[H_CH_BITS]):
-        b = lens + ch * N_BUF_KINDS
-        if (mem[b + B_READ] == 0 and mem[b + B_WRITE] == 0 and mem[b + B_ACTIVE] == 0
-                and mem[mem[O_PEND_LEN] + ch] == 0):
-            mem[mem[O_WRITE_MODE] + ch] = 1  # an idle controller's tick only sets write mode
-            continue
-        done += _controller_tick(mem, ch, clk)
-    mem[H_NEXT] = clk
-    return done
-
-
-@jit
-def _read_refused(mem, addr):
-    """Whether send(mem, addr, False) would refuse the read now (it would change nothing)."""
-    ch = map_address(mem, addr)[0]
-    if mem[mem[O_BUF_LEN] + ch * N_BUF_KINDS + B_READ] < mem[H_QUEUE_CAPACITY]:
-        return False
-    for i in range(mem[mem[O_BUF_LEN] + ch * N_BUF_KINDS + B_WRITE]):
-        if mem[_entry(mem, ch, B_WRITE, i) + E_ADDR] == addr:
-            return False   # forwarded from the write buffer: accepted
-    return True
-
-
-@jit
-def send(mem, addr, is_write):
-    """Offer one 16-byte request to its channel at the current clk.  False = refused (queue full)."""
-    ch, pc, bg, ba, row, _col = map_address(mem, addr)
-    clk = mem[H_NEXT]
-    lens = mem[O_BUF_LEN] + ch * N_BUF_KINDS
+@inline_jit
+def _send(st, ch, cb, addr, is_write, clk):
+    """Offer one 16-byte request to channel `ch`, whose clock is at `clk`.  False = refused."""
     if not is_write:
-        for i in range(mem[lens + B_WRITE]):
-            if mem[_entry(mem, ch, B_WRITE, i) + E_ADDR] == addr:
-                _pending_push(mem, ch, clk + mem[H_FORWARD_DELAY])
+        addrs = _field(cb, B_WRITE, E_ADDR)
+        for i in range(st[cb + C_LEN + B_WRITE]):
+            if st[addrs + i] == addr:
+                _pending_push(st, ch, cb, clk + FORWARD_DELAY)
+                st[cb + C_OUT] += 1
                 return True
     kind = B_WRITE if is_write else B_READ
-    n = mem[lens + kind]
-    if n >= mem[H_QUEUE_CAPACITY]:
+    if st[cb + C_LEN + kind] >= QUEUE_CAPACITY:
         return False
-    pcn = (ch << mem[H_PC_BITS]) + pc
-    bgn = (pcn << mem[H_BG_BITS]) + bg
-    free_n = mem[O_FREE_N] + ch
-    mem[free_n] -= 1
-    slot = mem[mem[O_FREE] + ch * N_BUF_KINDS * mem[H_QUEUE_CAPACITY] + mem[free_n]]
-    e = _slot(mem, ch, slot)
-    mem[e + E_ADDR] = addr
-    mem[e + E_PC] = pcn
-    mem[e + E_BG] = bgn
-    mem[e + E_BANK] = (bgn << mem[H_BA_BITS]) + ba
-    mem[e + E_ROW] = row
-    mem[e + E_ARRIVE] = clk
-    mem[e + E_WRITE] = 1 if is_write else 0
-    _link(mem, ch, kind, slot)
-    mem[mem[O_NOT_BEFORE] + ch * N_BUF_KINDS + kind] = -1  # a new entry may be ready sooner
+    _ch, pc, bg, ba, row, _col = map_address(addr)
+    bank = (((pc << BG_BITS) | bg) << BA_BITS) | ba
+    w = 1 if is_write else 0
+    _append(st, cb, kind, addr, (row << RBW_ROW_SHIFT) | (w << RBW_WRITE_SHIFT) | bank, clk)
+    if not is_write:
+        st[cb + C_OUT] += 1
+    st[cb + C_PLAN_OK] = 0
     return True
 
 
-@jit
-def _first_busy_clk(mem):
-    """Called right after a tick: a lower bound on the clk of the next tick that can change
-    anything (serve a read or issue a command).  Every tick before it is a no-op.
-
-    Per channel: the head of `pending` departs at its recorded cycle; a command can be chosen
-    only from the active buffer or the buffer the write mode selects, and those buffers'
-    not_before cycles are exact lower bounds while nothing is issued or sent on the channel
-    (-1, i.e. unknown, blocks skipping).  The write mode is already at its fixed point after a
-    tick that issued nothing (the watermark update is idempotent while buffer sizes are
-    unchanged); if it is not, skipping is refused rather than reasoned about.
-    """
-    clk = mem[H_NEXT]
-    bound = -1
-    have = False
-    for ch in range(1 << mem[H_CH_BITS]):
-        if mem[mem[O_PEND_LEN] + ch] > 0:
-            depart = mem[mem[O_PEND_DEPART] + ch * mem[H_PEND_CAP] + mem[mem[O_PEND_HEAD] + ch]]
-            if not have or depart < bound:
-                bound = depart
-                have = True
-            if bound <= clk + 1:
-                return clk + 1
-        lens = mem[O_BUF_LEN] + ch * N_BUF_KINDS
-        n_read = mem[lens + B_READ]
-        n_write = mem[lens + B_WRITE]
-        n_active = mem[lens + B_ACTIVE]
-        if n_read == 0 and n_write == 0 and n_active == 0:
-            if mem[mem[O_WRITE_MODE] + ch] == 0:
-                return clk + 1
-            continue
-        nb = mem[O_NOT_BEFORE] + ch * N_BUF_KINDS
-        if n_active > 0:
-            v = mem[nb + B_ACTIVE]
-            if v <= clk + 1:
-                return clk + 1
-            if not have or v < bound:
-                bound = v
-                have = True
-        wm = mem[mem[O_WRITE_MODE] + ch]
-        if wm == 0:
-            if n_write >= mem[H_WM_ENTER] or n_read == 0:
-                return clk + 1
-        elif n_write <= mem[H_WM_LEAVE] and n_read != 0:
-            return clk + 1
-        src = B_WRITE if wm != 0 else B_READ
-        if mem[lens + src] > 0:
-            v = mem[nb + src]
-            if v <= clk + 1:
-                return clk + 1
-            if not have or v < bound:
-                bound = v
-                have = True
-    if not have:
-        return clk + 1
-    return bound
+@inline_jit
+def _send_when_accepted(st, ch, cb, addr, is_write):
+    """Retry a refused request once per cycle (each retry after that cycle's tick) until the
+    channel takes it; only a tick that issues can make room, so the retries jump from event to
+    event.  Returns the clk at which it was accepted."""
+    while True:
+        clk = _next_event(st, ch, cb)
+        _tick(st, ch, cb, clk)
+        if _send(st, ch, cb, addr, is_write, clk):
+            return clk
 
 
 @jit
-def _skip_quiet_ticks(mem, limit):
-    """After a tick: jump next_instant over the ticks that provably do nothing, but not past
-    `limit` (the next_instant an outside event such as a retry or the catch-up target must see)."""
-    target = _first_busy_clk(mem) - 1
-    if target > limit:
-        target = limit
-    if target > mem[H_NEXT]:
-        mem[H_NEXT] = target
+def synchronise(st):
+    """Bring every channel's clock up to next_instant (changes no result; for inspection)."""
+    for ch in range(N_CH):
+        _advance(st, ch, _channel_base(ch), st[H_NEXT])
+
+
+@jit
+def send(st, addr, is_write):
+    """Offer one 16-byte request at the current next_instant.  False = refused (queue full)."""
+    ch = _channel_of(addr)
+    cb = _channel_base(ch)
+    _advance(st, ch, cb, st[H_NEXT])
+    return _send(st, ch, cb, addr, is_write, st[H_NEXT])
+
+
+@jit
+def tick_all(st):
+    """One memory-system tick at simulated time next_instant.  Returns the reads it served."""
+    synchronise(st)
+    served = st[H_SERVED]
+    st[H_NEXT] += 1
+    synchronise(st)
+    return st[H_SERVED] - served
 
 
 # ------------------------------------------------------------------------------ wrapper (§9, §10)
 @jit
-def catch_up(mem, now):
-    """Bring next_instant up to `now` (the wrapper does this only while no read is pending).
-
-    Ticks while any controller has work (queued writes drain here), skipping runs of ticks in
-    which nothing can be issued; once all are idle the remaining ticks would only switch every
-    controller to write mode, so they are replaced by exactly that.
-    """
-    while mem[H_NEXT] < now:
-        if _all_idle(mem):
-            for ch in range(1 << mem[H_CH_BITS]):
-                mem[mem[O_WRITE_MODE] + ch] = 1
-            mem[H_NEXT] = now
-            return
-        tick_all(mem)
-        _skip_quiet_ticks(mem, now)
-
-
-@jit
-def _check_usable(mem):
-    if mem[H_MINIMAL] != 0:
+def _check_usable(st):
+    if st[H_MINIMAL] != 0:
         raise ValueError("HBM2 model: this timing state was built for the analytic model")
 
 
 @jit
-def _check_block(mem, addr):
-    if addr < 0 or addr & ((1 << mem[H_BLOCK_BITS]) - 1) != 0:
+def _check_block(addr):
+    if addr < 0 or addr & (BLOCK_BYTES - 1) != 0:
         raise ValueError("HBM2 model: block addresses must be non-negative multiples of the block size")
 
 
 @jit
-def _check_batch(mem, block_addrs, n):
+def _check_batch(block_addrs, n):
     if n > block_addrs.shape[0]:
         raise ValueError("HBM2 model: n is larger than the block address array")
     for b in range(n):
-        _check_block(mem, block_addrs[b])
+        _check_block(block_addrs[b])
 
 
 @jit
-def hbm2_read_batch(mem, now, block_addrs, n):
+def hbm2_read_batch(st, now, block_addrs, n):
     """Offer n block reads at `now` (4 transfers each, strictly in order); return the time of the
-    tick that fires the last callback (`now` for an empty batch)."""
-    _check_usable(mem)
+    tick that fires the last callback (`now` for an empty batch).
+
+    No read is pending when a batch starts, so the first transfer sees the caught-up clock
+    max(next_instant, now), and so does every transfer offered with it: the batch's tick runs
+    after the whole offer.  A refused transfer holds the read lock: it and the transfers behind
+    it are offered again after the tick of each following instant (tick first), i.e. at the clk
+    after the tick at which its channel made room.  The batch ends with the tick that serves its
+    last read; next_instant is one past it.
+    """
+    _check_usable(st)
     if n <= 0:
         return now
-    _check_batch(mem, block_addrs, n)
-    tx_bits = mem[H_TX_BITS]
-    per_block_bits = mem[H_BLOCK_BITS] - tx_bits
-    total = n << per_block_bits
-    q = 0              # next transfer to offer: the FIFO read lock's queue
-    tick_at = -1       # time of the pending tick event, -1 = none
-    retry_at = -1      # time of the pending retry of transfer q, -1 = none
-    last_done = now
-    t = now
-    offering = True
-    while True:
-        if offering:
-            # offer transfers at time t until one is refused (it keeps the lock and retries)
-            retry_at = -1
-            while q < total:
-                if mem[H_PENDING] == 0:
-                    catch_up(mem, t)
-                addr = block_addrs[q >> per_block_bits] + ((q & ((1 << per_block_bits) - 1)) << tx_bits)
-                if not send(mem, addr, False):
-                    retry_at = t + 1
-                    break
-                mem[H_PENDING] += 1
-                if mem[H_PENDING] == 1:
-                    tick_at = mem[H_NEXT]  # may equal t: it still runs after this offer
-                q += 1
-            offering = False
-        if q >= total and mem[H_PENDING] == 0:
-            return last_done
-        if tick_at >= 0 and (retry_at < 0 or tick_at <= retry_at):  # same instant: tick first
-            done = tick_all(mem)
-            if done > 0:
-                mem[H_PENDING] -= done
-                last_done = tick_at
-            if mem[H_PENDING] > 0:
-                # Ticks that change nothing are skipped.  A pending retry that would be refused
-                # now stays refused through them (a queue changes only when its channel issues),
-                # so those retries are skipped too and the retry moves to the next real tick's
-                # instant, where it still runs after the tick.  A retry that could succeed must
-                # see next_instant == retry_at + 1, so the skip stops there.
-                if retry_at < 0:
-                    _skip_quiet_ticks(mem, _NO_LIMIT)
-                elif _read_refused(mem, block_addrs[q >> per_block_bits]
-                                   + ((q & ((1 << per_block_bits) - 1)) << tx_bits)):
-                    _skip_quiet_ticks(mem, _NO_LIMIT)
-                    if mem[H_NEXT] > retry_at:
-                        retry_at = mem[H_NEXT]
-                else:
-                    _skip_quiet_ticks(mem, retry_at + 1)
-                tick_at = mem[H_NEXT]
-            else:
-                tick_at = -1
-        elif retry_at >= 0:
-            t = retry_at
-            offering = True
-        else:
-            raise ValueError("HBM2 model: reads pending with no tick or retry scheduled")
+    _check_batch(block_addrs, n)
+    clk = st[H_NEXT]
+    if clk < now:
+        clk = now   # catch-up: the ticks up to now run lazily, channel by channel
+    st[H_NEXT] = clk
+    st[H_LAST_SERVE] = -1
+    for q in range(n << TX_PER_BLOCK_BITS):
+        addr = block_addrs[q >> TX_PER_BLOCK_BITS] + ((q & ((1 << TX_PER_BLOCK_BITS) - 1)) << TX_BITS)
+        ch = _channel_of(addr)
+        cb = _channel_base(ch)
+        _advance(st, ch, cb, clk)
+        if not _send(st, ch, cb, addr, False, clk):
+            clk = _send_when_accepted(st, ch, cb, addr, False)
+            st[H_NEXT] = clk
+    for ch in range(N_CH):
+        cb = _channel_base(ch)
+        while st[cb + C_OUT] > 0:
+            _tick(st, ch, cb, _next_event(st, ch, cb))
+    st[H_NEXT] = st[H_LAST_SERVE]
+    return st[H_LAST_SERVE] - 1
 
 
 @jit
-def hbm2_write_block(mem, now, block_addr):
+def hbm2_write_block(st, now, block_addr):
     """Post the 4 write transfers of one block at `now`, retrying each cycle while refused.
 
     Returns the time the last one was accepted.  Writes never schedule ticks; a refused write
     waits for the catch-up ticks of the following cycles to drain its queue.
     """
-    _check_usable(mem)
-    _check_block(mem, block_addr)
-    tx_bits = mem[H_TX_BITS]
+    _check_usable(st)
+    _check_block(block_addr)
     t = now
-    for j in range(1 << (mem[H_BLOCK_BITS] - tx_bits)):
-        while True:
-            if mem[H_PENDING] == 0:
-                catch_up(mem, t)
-            if send(mem, block_addr + (j << tx_bits), True):
-                break
-            if mem[H_PENDING] != 0:
-                raise ValueError("HBM2 model: write refused while reads are pending")
-            t += 1
+    for j in range(1 << TX_PER_BLOCK_BITS):
+        addr = block_addr + (j << TX_BITS)
+        if st[H_NEXT] < t:
+            st[H_NEXT] = t
+        ch = _channel_of(addr)
+        cb = _channel_base(ch)
+        _advance(st, ch, cb, st[H_NEXT])
+        if not _send(st, ch, cb, addr, True, st[H_NEXT]):
+            t = _send_when_accepted(st, ch, cb, addr, True)
+            st[H_NEXT] = t
     return t

@@ -30,7 +30,8 @@ KIND_HBM2 = 1
 HBM_MODEL_KINDS = {"analytic": KIND_ANALYTIC, "hbm2": KIND_HBM2}
 
 # kind: KIND_*; hbm2: the HBM2 model's state array (hbm2.new_hbm2_state; a minimal stand-in
-# when kind is analytic); analytic: the analytic model's array (analytic.new_analytic_state).
+# when kind is analytic, so that both kinds have the same numba type); analytic: the analytic
+# model's array (analytic.new_analytic_state).
 TimingState = namedtuple("TimingState", ["kind", "hbm2", "analytic"])
 
 __all__ = [
@@ -52,7 +53,7 @@ def new_timing_state(model: str, pending_capacity: int = DEFAULT_PENDING_CAPACIT
 def read_batch(ts, now, block_addrs, n):
     if ts.kind == KIND_HBM2:
         return hbm2_read_batch(ts.hbm2, now, block_addrs, n)
-    return analytic_read_batch(ts.analytic, ts.hbm2, now, block_addrs, n)
+    return analytic_read_batch(ts.analytic, now, block_addrs, n)
 
 
 @jit
