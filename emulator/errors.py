@@ -36,6 +36,10 @@ class MemFileError(InputError):
     """A machine-code (.mem) file with a bad token."""
 
 
+class ResourceError(InputError):
+    """The run would need more memory than its budget (or the machine) allows; nothing was executed."""
+
+
 class ImageError(InputError):
     """A memory image (HBM / FP SRAM / INT SRAM / VRAM preload) that does not fit."""
 

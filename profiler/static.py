@@ -326,7 +326,7 @@ def estimate(program: Program, settings: Settings | None = None, *, int_sram=Non
     # Data arrays the DMA kernels take but do not touch in timing-only mode.
     width = max(settings.MLEN, settings.VLEN)
     dummies = (np.zeros((1, settings.VLEN), np.uint16), np.zeros((1, settings.MLEN ** 2), np.float32),
-               np.zeros(1, np.int64), np.zeros((1, 1), np.uint8), np.zeros(256, np.float32),
+               np.full((2, 2), -1, np.int64), np.zeros((1, 1), np.uint8), np.zeros(256, np.float32),
                np.zeros(256, np.float32), np.zeros(width, np.float32), np.zeros(width, np.uint8),
                np.zeros(width // 8 + 1, np.uint8))
     st = np.zeros(8, dtype=np.int64)
