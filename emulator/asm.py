@@ -63,7 +63,7 @@ import numpy as np
 from isa_specs import REGISTER_LIMITS, REGISTER_PREFIX, WORD_BITS, IsaSpec, Operand, OpSpec, load_isa
 
 from .errors import AssemblerError, InputError, MemFileError
-from .program import AsmWarning, Program, SourceLine
+from .program import AsmWarning, Program, SourceLine, clip_label
 
 __all__ = [
     "assemble", "disassemble", "disassemble_word", "parse_mem", "load_program", "MAX_OPERANDS",
@@ -85,9 +85,11 @@ _REGISTER_SLOT_FIELDS = ("rd", "rs1", "rs2", "rs3", "funct1")
 
 _REGISTER_NAMES = {"gp": "a GP register", "fp": "an FP register", "areg": "an address register"}
 _PREFIX_KIND = {prefix: kind for kind, prefix in REGISTER_PREFIX.items()}
-_TOKEN_RE = re.compile(r"(?:(gp|f|a)(\d+)|(0x[0-9a-f]+|\d+)|(-(?:0x[0-9a-f]+|\d+)))", re.IGNORECASE)
+# ASCII only: `\d` would also take other scripts' digits (`gp١`, fullwidth `５`), which int() accepts.
+_TOKEN_RE = re.compile(r"(?:(gp|f|a)(\d+)|(0x[0-9a-f]+|\d+)|(-(?:0x[0-9a-f]+|\d+)))", re.IGNORECASE | re.ASCII)
 _MEM_TOKEN_RE = re.compile(r"(?:0x)*\+?([0-9A-Fa-f]+)")
 _WHITESPACE_RUN = re.compile(r"\S+")
+BOM = "\ufeff"   # a UTF-8 byte-order mark some editors put at the start of a text file; skipped
 
 
 # --------------------------------------------------------------------------- operand tokens
@@ -387,6 +389,7 @@ def assemble(text: str, name: str | None = None) -> Program:
     """Assemble PLENA ASM text into a Program (words, source map, warnings); see the module docstring."""
     if not isinstance(text, str):
         raise InputError(f"assemble() needs ASM text (str), got {type(text).__name__}")
+    text = text.removeprefix(BOM)
     words: list[int] = []
     source: list[SourceLine] = []
     warnings: list[AsmWarning] = []
@@ -396,14 +399,14 @@ def assemble(text: str, name: str | None = None) -> Program:
         if not line or line.startswith(("//", "#")):
             continue
         if line.startswith(";"):
-            section = line.lstrip(";").strip()
+            section = clip_label(line.lstrip(";").strip())
             continue
         try:
             word, notes = _assemble_code(_strip_inline_comment(line))
         except _LineError as exc:
-            raise AssemblerError(str(exc), line_no, line) from None
+            raise AssemblerError(str(exc), line_no, clip_label(line)) from None
         words.append(word)
-        source.append(SourceLine(line_no, line, section))
+        source.append(SourceLine(line_no, clip_label(line), section))
         warnings.extend(AsmWarning(line_no, line, note) for note in notes)
     return Program(
         words=np.array(words, dtype=np.uint32),
@@ -476,6 +479,7 @@ def disassemble(words: Iterable[int] | np.ndarray | Program) -> str:
 def parse_mem(text: str, name: str | None = None) -> Program:
     """Parse machine code the way the reference loader does (see the module docstring)."""
     words: list[int] = []
+    text = text.removeprefix(BOM)
     for index, m in enumerate(_WHITESPACE_RUN.finditer(text)):
         tok = m.group()
         hex_digits = _MEM_TOKEN_RE.fullmatch(tok)

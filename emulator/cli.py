@@ -4,7 +4,7 @@
             [--set KEY=VALUE ...] [--hbm-model hbm2|analytic] [--hbm-size N] [--out DIR]
             [--full-dumps] [--json] [--max-instructions N] [--max-seconds S] [--profile ...]
 
-Exit status: 0 success, 2 bad input (program, images, settings, arguments), 3 the program
+Exit status: 0 success, 2 bad input (program, images, settings, arguments, output paths), 130 Ctrl-C, 3 the program
 aborted (the reference would panic), 4 a run budget was exhausted.
 """
 
@@ -17,11 +17,14 @@ import sys
 import time
 from pathlib import Path
 
+from .cli_args import UNBOUNDED_NOTE, positive_int, positive_seconds
 from .errors import BudgetExceeded, InputError
 from .settings import SettingsError, load_settings
 from .timing.report import overlap_report_text
 
 EXIT_OK, EXIT_INPUT, EXIT_EMULATION, EXIT_BUDGET = 0, 2, 3, 4
+EXIT_INTERRUPTED = 130   # 128 + SIGINT, as shells report a Ctrl-C
+DUMP_NAMES = ("vram_dump.bin", "mram_dump.bin", "fpsram_dump.bin", "intsram_dump.bin")
 
 _SIZE_SUFFIX = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -79,8 +82,11 @@ def build_parser(*, full: bool = True, parser_class: type = argparse.ArgumentPar
         description="Run a PLENA program (ASM or 0x%%08X machine code) bit- and cycle-exactly like the "
                     "reference transactional emulator; print cycles, instructions and HBM traffic; write "
                     "the reference's memory dumps.",
-        epilog="Exit status: 0 success, 2 bad input, 3 the program aborted (where the reference panics), "
-               "4 a run budget was exhausted.")
+        epilog="Exit status: 0 success, 2 bad input (also an output path that cannot be written: it is "
+               "checked before the run), 3 the program aborted (where the reference panics), 4 a run budget "
+               "was exhausted, 130 interrupted.  A program without instructions runs nothing in 0 cycles, as in "
+               "the reference.  "
+               + UNBOUNDED_NOTE)
     p.add_argument("program", type=Path, nargs="?",
                    help="program: .asm (assembled here) or .mem (one 0x%%08X word per line)")
     p.add_argument("--warmup", action="store_true",
@@ -117,9 +123,11 @@ def build_parser(*, full: bool = True, parser_class: type = argparse.ArgumentPar
                    help="print one JSON object: cycles, instructions, hbm_bytes_read, hbm_bytes_written, "
                         "hbm_model, wall_seconds, dumps, and error {kind, pc, opcode, line, message} on failure")
     o.add_argument("--quiet", "-q", action="store_true", help="no progress indication on stderr")
-    b = p.add_argument_group("budgets (safety stops, not reference behaviour)")
-    b.add_argument("--max-instructions", type=int, metavar="N", help="stop after N dynamic instructions")
-    b.add_argument("--max-seconds", type=float, metavar="S", help="stop after S seconds of wall time")
+    b = p.add_argument_group("budgets (safety stops, not reference behaviour)", UNBOUNDED_NOTE)
+    b.add_argument("--max-instructions", type=positive_int, metavar="N",
+                   help="stop after N dynamic instructions (N >= 1; default: no limit)")
+    b.add_argument("--max-seconds", type=positive_seconds, metavar="S",
+                   help="stop after S seconds of wall time (S > 0; default: no limit)")
     if full:
         profiler_cli, trace_cli = _tools()
         if profiler_cli is not None:
@@ -209,6 +217,14 @@ def settings_from_args(args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _emulate(argv)
+    except KeyboardInterrupt:
+        print("emulate: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _emulate(argv: list[str] | None) -> int:
     args, profiler_cli, trace_cli = parse_args(argv)
     if args.warmup:
         _warm_up(args.json and args.program is None)
@@ -216,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_OK
     from .asm import load_program
     from .images import write_dumps
+    from .outputs import check_output_dir
     from .runner import run
 
     def fail_input(exc: Exception) -> int:
@@ -229,6 +246,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = settings_from_args(args)
         program = load_program(args.program)
+        # Outputs are checked before the run: a long run must not end in an unwritable path.
+        if args.out is not None:
+            check_output_dir(args.out, DUMP_NAMES)
+        if profiler_cli is not None:
+            profiler_cli.check_profile_outputs(args)
     except (InputError, SettingsError) as exc:
         return fail_input(exc)
     if not args.json:
@@ -254,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     except (InputError, OSError) as exc:
         progress.close()
         return fail_input(exc)
+    except MemoryError:
+        progress.close()
+        return fail_input(InputError("not enough memory for this run (settings sizes or input files too large)"))
     progress.close()
 
     dumps: dict = {}

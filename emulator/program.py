@@ -10,7 +10,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import SourceRef
+from .errors import InputError, SourceRef
+
+MAX_LABEL_CHARS = 200   # section labels and source lines kept per instruction (a comment can be megabytes)
+
+
+def clip_label(text: str, limit: int = MAX_LABEL_CHARS) -> str:
+    """`text`, cut to `limit` characters with an ellipsis when longer."""
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,25 @@ class AsmWarning:
         return f"line {self.line_no}: warning: {self.message}\n    {self.line}"
 
 
+def _machine_words(words) -> np.ndarray:
+    """`words` as uint32, refusing what does not fit a 32-bit word (numpy would wrap it silently)."""
+    try:
+        arr = np.asarray(words)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise InputError(f"program words must be integers 0..0xFFFFFFFF: {exc}") from None
+    if arr.ndim != 1:
+        raise InputError(f"program words must be a flat sequence (got shape {arr.shape})")
+    if arr.size and arr.dtype.kind not in "iu":
+        if arr.dtype.kind == "O" and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in arr):
+            arr = np.array([int(v) for v in arr], dtype=object)
+        else:
+            raise InputError(f"program words must be integers 0..0xFFFFFFFF (got dtype {arr.dtype})")
+    if arr.size and (arr.min() < 0 or arr.max() > 0xFFFFFFFF):
+        bad = next(int(v) for v in arr if not 0 <= int(v) <= 0xFFFFFFFF)
+        raise InputError(f"program word {bad} does not fit 32 bits (0..0xFFFFFFFF)")
+    return np.ascontiguousarray(arr, dtype=np.uint32)
+
+
 @dataclass(frozen=True)
 class Program:
     """Decoded-ready program: `words[pc]` is the instruction at pc.
@@ -50,7 +76,7 @@ class Program:
     warnings: tuple[AsmWarning, ...] = field(default=())
 
     def __post_init__(self) -> None:
-        w = np.ascontiguousarray(self.words, dtype=np.uint32)
+        w = _machine_words(self.words)
         w.setflags(write=False)
         object.__setattr__(self, "words", w)
         if self.source is not None and len(self.source) != len(w):

@@ -7,6 +7,7 @@ typed errors that name the pc, the opcode, the source line and the reason.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -25,7 +26,7 @@ from .core.matmul_order import sgemm_orders
 from .core.numerics import e4m3_decode_table, e8m0_decode_table
 from .core.stops import DB_SKIP_AT, no_stops
 from .decode import decode, unknown_opcodes
-from .errors import BudgetExceeded, EmulationError, ImageError, InputError
+from .errors import BudgetExceeded, EmulationError, ImageError, InputError, ResourceError
 from .hbm.timing import new_timing_state
 from .images import load_fp_sram, load_hbm_preload, load_int_sram, load_vram_preload
 from .program import Program
@@ -35,6 +36,11 @@ from .timing.scheduler import OPLOG_CHUNK, OverlapScheduler
 
 CHUNK_INSTRUCTIONS = 1 << 20   # instructions per run-loop call between budget/progress checks
 PROGRESS_INTERVAL_S = 0.1
+MAX_TRACE_LIMIT = 1 << 26      # trace rows (24 bytes each) one run may record
+# The cycle counter is int64.  With the settings' ranges one instruction costs < 2**40 cycles, so a
+# chunk adds < 2**60: a run that starts a chunk below this limit cannot wrap inside it.
+CYCLE_LIMIT = 1 << 62
+PROGRAM_SUFFIXES = (".asm", ".mem", ".hex")
 
 ImageSource = bytes | bytearray | memoryview | np.ndarray | str | os.PathLike | None
 
@@ -103,9 +109,9 @@ def _message(code: int, a: int, b: int, c: int, settings: Settings) -> str:
     if code == S.E_LOOP_ZERO:
         return "C_LOOP_START iteration count must be greater than 0"
     if code == S.E_LOOP_NO_MATCH:
-        return f"C_LOOP_END: no matching C_LOOP_START found for register gp{a}"
+        return f"no matching C_LOOP_START found for register gp{a}"
     if code == S.E_BREAK_EMPTY:
-        return "C_BREAK: no active loop to break out of"
+        return "no active loop to break out of"
     if code == S.E_LOOP_STACK:
         return f"more than {a} nested active loops (C_LOOP_START without C_LOOP_END inside a loop?)"
     if code == S.E_MAX_LOOP:
@@ -132,15 +138,65 @@ def error_from_core(err: np.ndarray, program: Program, settings: Settings, cycle
 # ------------------------------------------------------------------------------------ inputs
 
 def as_program(program: Program | str | os.PathLike) -> Program:
-    """Program, ASM text, or a path to a .asm / .mem file."""
+    """Program, ASM text, or a path to a .asm / .mem / .hex file.
+
+    A str is a path when it is one line ending in .asm, .mem or .hex (no ASM line looks like
+    that); it must then name a file.  Any other str is ASM text.
+    """
     if isinstance(program, Program):
         return program
     from .asm import assemble, load_program
     if isinstance(program, os.PathLike):
         return load_program(Path(program))
     if isinstance(program, str):
+        if "\n" not in program and program.strip().lower().endswith(PROGRAM_SUFFIXES):
+            path = Path(program.strip())
+            if not path.is_file():
+                raise InputError(f"no program file {str(path)!r} (a one-line str ending in "
+                                 f"{'/'.join(PROGRAM_SUFFIXES)} is read as a path)")
+            return load_program(path)
         return assemble(program)
     raise InputError(f"program must be a Program, ASM text or a path, got {type(program).__name__}")
+
+
+def check_budgets(max_instructions: int | None, max_wall_seconds: float | None, trace_limit: int) -> None:
+    """Budgets and the trace limit as `run()` accepts them (InputError otherwise)."""
+    if max_instructions is not None and (isinstance(max_instructions, bool)
+                                         or not isinstance(max_instructions, (int, np.integer))
+                                         or max_instructions < 1):
+        raise InputError(f"max_instructions must be a positive integer (got {max_instructions!r})")
+    if max_wall_seconds is not None:
+        try:
+            ok = not isinstance(max_wall_seconds, bool) and math.isfinite(max_wall_seconds) and max_wall_seconds > 0
+        except TypeError:
+            ok = False
+        if not ok:
+            raise InputError(f"max_wall_seconds must be a finite number of seconds > 0 (got {max_wall_seconds!r})")
+    if isinstance(trace_limit, bool) or not isinstance(trace_limit, (int, np.integer)) \
+            or not 0 <= trace_limit <= MAX_TRACE_LIMIT:
+        raise InputError(f"trace_limit must be an integer 0..{MAX_TRACE_LIMIT:,} (got {trace_limit!r})")
+
+
+def state_bytes(settings: Settings, instructions: int, trace_limit: int = 0) -> dict[str, int]:
+    """Bytes of the machine-state arrays `new_machine()` allocates, by array (the sparse HBM comes
+    on top and grows with the bytes written).  VRAM and MRAM are counted whole although their
+    pages only become resident when touched: a program may touch all of them."""
+    m, a = settings.MLEN, settings.BROADCAST_AMOUNT
+    return {
+        "vram": settings.vram_bytes,
+        "mram": settings.mram_bytes,
+        "broadcast_accumulators": 4 * a * m * (m + 1),
+        "dma_blocks": 8 * dma_block_capacity(settings),
+        "per_pc_counters": 8 * S.COUNTER_SIZE * instructions + 8 * S.DEC_SIZE * instructions,
+        "trace": 24 * trace_limit,
+        "fixed": 1 << 20,   # SRAMs, registers, decode tables, row buffers
+    }
+
+
+def largest_arrays(settings: Settings, instructions: int, trace_limit: int) -> str:
+    """The three largest arrays of `state_bytes`, for messages."""
+    sizes = sorted(state_bytes(settings, instructions, trace_limit).items(), key=lambda kv: -kv[1])
+    return ", ".join(f"{name} {size:,} bytes" for name, size in sizes[:3])
 
 
 def _image_bytes(source: ImageSource) -> bytes | str | os.PathLike:
@@ -154,8 +210,11 @@ def _place_tensors(hbm: SparseHbm, tensors: Mapping[str, tuple[np.ndarray, int]]
     from .tensors import mx_tensor_bytes
     for name, (values, addr) in tensors.items():
         try:
-            data, _ = mx_tensor_bytes(np.asarray(values, dtype=np.float32))
-        except InputError as exc:
+            arr = np.asarray(values)
+            if arr.dtype.kind not in "biuf":
+                raise InputError(f"values must be numbers, got an array of dtype {arr.dtype}")
+            data, _ = mx_tensor_bytes(arr.astype(np.float32))
+        except (InputError, ValueError, TypeError) as exc:
             raise ImageError(f"tensor {name!r}: {exc}") from exc
         if addr < 0 or addr + len(data) > hbm.capacity:
             raise ImageError(f"tensor {name!r} at {addr} ({len(data)} bytes) does not fit in HBM ({hbm.capacity} bytes)")
@@ -248,7 +307,8 @@ class Machine:
         """Run until `stop_after` dynamic instructions, the end, an abort or a debugger stop.
 
         Grows the HBM page pool and resumes when the loop asks for pages; returns the final
-        status (never ST_NEED_PAGES).
+        status (never ST_NEED_PAGES).  Raises ResourceError when the pool would outgrow the
+        store's budget (or MemoryError when the machine has no more).
         """
         while True:
             self.ctrl[S.HBM_PAGES_USED] = self.store.pages_used
@@ -272,6 +332,11 @@ class Machine:
 
     def core_error(self) -> EmulationError:
         return error_from_core(self.err, self.program, self.settings, int(self.ctrl[S.NOW]))
+
+    def resources_error(self, message: str) -> EmulationError:
+        pc = self.pc
+        return EmulationError("resources", message, pc=pc, opcode=_mnemonic(self.program.words[pc]),
+                              source=self.program.source_ref(pc), cycles=int(self.ctrl[S.NOW]))
 
     def budget_error(self, message: str) -> BudgetExceeded:
         pc = self.pc
@@ -317,8 +382,10 @@ def new_machine(
     tensors: Mapping[str, tuple[np.ndarray, int]] | None = None,
     trace_limit: int = 0,
     seconds_labels: Sequence[np.ndarray] | None = None,
+    hbm_budget: int | None = None,
 ) -> Machine:
-    """The machine state before the first instruction (arguments as for `run()`)."""
+    """The machine state before the first instruction (arguments as for `run()`; `hbm_budget`
+    bounds the bytes of HBM pages the run may write, preloads included)."""
     announce_if_cold(run_loop)  # before anything jitted (the HBM store's writers too) compiles
     program = as_program(program)
     settings = settings or default_settings()
@@ -336,7 +403,7 @@ def new_machine(
         vram_arr[: pre.shape[0]] = pre
         nz = np.nonzero(pre.any(axis=1))[0]
         ctrl[S.VRAM_ROWS_USED] = int(nz[-1]) + 1 if nz.size else 0
-    store = SparseHbm(settings.HBM_SIZE)
+    store = SparseHbm(settings.HBM_SIZE, max_bytes=hbm_budget)
     if hbm is not None:
         data = load_hbm_preload(_image_bytes(hbm), settings.HBM_SIZE)
         if data.size:
@@ -401,17 +468,35 @@ def run(
     seconds_labels: Sequence[np.ndarray] | None = None,
     progress: Callable[[int, int], None] | None = None,
     raise_on_error: bool = False,
+    max_memory_bytes: int | None = None,
 ) -> RunResult:
     """Run a PLENA program and return its RunResult (see emulator/result.py).
 
     Preloads use the reference's file formats (HBM raw bytes, FP SRAM f16, INT SRAM u32, VRAM
     bf16 rows); `tensors` places float arrays into HBM as MXFP8 at given byte addresses.  Errors
     of the program end up in `result.error` (or are raised with `raise_on_error=True`); bad input
-    always raises an InputError before anything runs.
+    always raises an InputError before anything runs.  A program without instructions runs
+    nothing in 0 cycles, as in the reference.  Budgets: `max_instructions` (>= 1),
+    `max_wall_seconds` (> 0) and `max_memory_bytes` for the state arrays plus the HBM pages the
+    run writes (`state_bytes`): over it before the run, a ResourceError (an InputError); during
+    it, an error of kind "resources".
     """
     t0 = time.perf_counter()
-    machine = new_machine(program, settings=settings, hbm=hbm, fp_sram=fp_sram, int_sram=int_sram, vram=vram,
-                          tensors=tensors, trace_limit=trace_limit, seconds_labels=seconds_labels)
+    program = as_program(program)
+    settings = settings or default_settings()
+    check_budgets(max_instructions, max_wall_seconds, trace_limit)
+    fixed_bytes = sum(state_bytes(settings, len(program), trace_limit).values())
+    if max_memory_bytes is not None and fixed_bytes > max_memory_bytes:
+        raise ResourceError(f"the machine state for these settings takes {fixed_bytes:,} bytes "
+                            f"({largest_arrays(settings, len(program), trace_limit)}); the memory budget is "
+                            f"{max_memory_bytes:,} bytes")
+    try:
+        machine = new_machine(program, settings=settings, hbm=hbm, fp_sram=fp_sram, int_sram=int_sram, vram=vram,
+                              tensors=tensors, trace_limit=trace_limit, seconds_labels=seconds_labels,
+                              hbm_budget=None if max_memory_bytes is None else max_memory_bytes - fixed_bytes)
+    except MemoryError:
+        raise ResourceError(f"not enough memory for the machine state of these settings "
+                            f"({largest_arrays(settings, len(program), trace_limit)})") from None
     ctrl = machine.ctrl
     error = machine.decode_error
 
@@ -421,11 +506,22 @@ def run(
         limit = ctrl[S.INSTRUCTIONS] + CHUNK_INSTRUCTIONS
         if max_instructions is not None:
             limit = min(limit, int(max_instructions))
-        status = machine.advance(limit)
+        try:
+            status = machine.advance(limit)
+        except ResourceError as exc:
+            error = machine.resources_error(str(exc))
+            break
+        except MemoryError:
+            error = machine.resources_error("not enough memory for the HBM pages this program writes")
+            break
         if status == S.ST_DONE:
             break
         if status == S.ST_ERROR:
             error = machine.core_error()
+            break
+        if ctrl[S.NOW] >= CYCLE_LIMIT:
+            error = machine.resources_error(f"the cycle counter passed 2**62 ({int(ctrl[S.NOW]):,}); the run was "
+                                            "stopped before it could wrap")
             break
         now = time.perf_counter()
         if max_instructions is not None and ctrl[S.INSTRUCTIONS] >= max_instructions:

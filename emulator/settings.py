@@ -38,6 +38,17 @@ PRECISION_KEYS = (
     "HBM_V_KV_TYPE", "HBM_V_INT_TYPE", "SCALAR_FP",
 )
 HBM_MODELS = ("hbm2", "analytic")
+
+# Ranges every numeric setting must lie in, wherever settings come from (file, overrides, CLI,
+# service).  They keep every array a setting sizes allocatable and every cycle sum far from the
+# int64 limit: with latencies <= MAX_LATENCY_CYCLES one instruction costs < 2**40 cycles, so the
+# run loop's cycle counter cannot wrap within a chunk (emulator/runner.py checks it between chunks).
+MAX_LATENCY_CYCLES = 1_000_000
+MAX_HBM_SIZE = 1 << 48                  # bytes (256 TiB); the store is sparse, addresses stay in int64
+MAX_LOOP_INSTRUCTIONS_LIMIT = 1 << 62
+MAX_DMA_ROWS = 1 << 16                  # HBM_*_Amount: rows one DMA instruction moves
+MAX_SRAM_BYTES = 1 << 36                # VRAM (rows x VLEN x bf16) and MRAM (tiles x MLEN^2 x f32) arrays
+MAX_BROADCAST_AMOUNT = 1 << 10
 MissingPolicy = Literal["error", "reference-defaults"]
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -118,10 +129,10 @@ class Settings(BaseModel):
 
     @field_validator("latency_table")
     @classmethod
-    def _latencies_non_negative(cls, v: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
+    def _latencies_in_range(cls, v: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
         for k, (en, dis) in v.items():
-            if en < 0 or dis < 0:
-                raise ValueError(f"LATENCY.{k}: cycle counts must be >= 0 (got {en}/{dis})")
+            if not (0 <= en <= MAX_LATENCY_CYCLES and 0 <= dis <= MAX_LATENCY_CYCLES):
+                raise ValueError(f"LATENCY.{k}: cycle counts must be 0..{MAX_LATENCY_CYCLES:,} (got {en}/{dis})")
         return v
 
     # ---------------------------------------------------------------- derived values
@@ -148,6 +159,16 @@ class Settings(BaseModel):
     @property
     def mram_tiles(self) -> int:
         return self.MATRIX_SRAM_SIZE // self.MLEN
+
+    @property
+    def vram_bytes(self) -> int:
+        """Bytes of the emulator's VRAM array (every row, bf16 lanes)."""
+        return self.VECTOR_SRAM_SIZE * self.VLEN * 2
+
+    @property
+    def mram_bytes(self) -> int:
+        """Bytes of the emulator's MRAM array (every tile, f32 values)."""
+        return self.mram_tiles * self.MLEN * self.MLEN * 4
 
     @property
     def vector_heads(self) -> int:
@@ -206,8 +227,22 @@ class Settings(BaseModel):
                 problems.append(f"CONFIG.{k} must be > 0 (got {getattr(self, k)})")
         if self.HBM_M_Prefetch_Amount < 0:
             problems.append("CONFIG.HBM_M_Prefetch_Amount must be >= 0")
-        if self.HBM_SIZE <= 0 or self.HBM_SIZE % 64:
-            problems.append(f"CONFIG.HBM_SIZE must be a positive multiple of 64 bytes (got {self.HBM_SIZE})")
+        if self.HBM_SIZE <= 0 or self.HBM_SIZE % 64 or self.HBM_SIZE > MAX_HBM_SIZE:
+            problems.append(f"CONFIG.HBM_SIZE must be a positive multiple of 64 bytes up to 2**48 "
+                            f"({MAX_HBM_SIZE:,}; got {self.HBM_SIZE})")
+        if self.DC_EN not in (0, 1):
+            problems.append(f"CONFIG.DC_EN must be 0 or 1 (got {self.DC_EN})")
+        if self.MAX_LOOP_INSTRUCTIONS > MAX_LOOP_INSTRUCTIONS_LIMIT:
+            problems.append(f"CONFIG.MAX_LOOP_INSTRUCTIONS must be at most 2**62 (got {self.MAX_LOOP_INSTRUCTIONS})")
+        for k in ("HBM_M_Prefetch_Amount", "HBM_V_Prefetch_Amount", "HBM_V_Writeback_Amount"):
+            if getattr(self, k) > MAX_DMA_ROWS:
+                problems.append(f"CONFIG.{k} must be at most {MAX_DMA_ROWS} rows (got {getattr(self, k)})")
+        if self.BROADCAST_AMOUNT > MAX_BROADCAST_AMOUNT:
+            problems.append(f"CONFIG.BROADCAST_AMOUNT must be at most {MAX_BROADCAST_AMOUNT} "
+                            f"(got {self.BROADCAST_AMOUNT})")
+        for k in ("MLEN", "VLEN", "BLEN", "HLEN"):
+            if getattr(self, k) > 4096:
+                problems.append(f"CONFIG.{k} above 4096 is not supported (got {getattr(self, k)})")
         if problems:
             raise SettingsError("; ".join(problems))
         if self.MLEN != self.VLEN:
@@ -220,8 +255,6 @@ class Settings(BaseModel):
             v = getattr(self, k)
             if v & (v - 1):
                 problems.append(f"{k} ({v}) must be a power of two")
-        if self.VLEN > 4096:
-            problems.append(f"VLEN ({self.VLEN}) above 4096 is not supported")
         if self.VLEN // self.HLEN > 64:
             problems.append(f"VLEN/HLEN ({self.VLEN // self.HLEN}) mask heads above 64 are not supported")
         for k in ("MATRIX_SRAM_TYPE", "VECTOR_SRAM_TYPE"):
@@ -234,6 +267,13 @@ class Settings(BaseModel):
                     f"got {self.precision[k].describe()}")
         if self.MATRIX_SRAM_SIZE // self.MLEN == 0:
             problems.append("MATRIX_SRAM_SIZE / MLEN must be at least one tile")
+        if self.vram_bytes > MAX_SRAM_BYTES:
+            problems.append(f"VECTOR_SRAM_SIZE ({self.VECTOR_SRAM_SIZE}) rows of VLEN ({self.VLEN}) bf16 lanes "
+                            f"take {self.vram_bytes:,} bytes; at most {MAX_SRAM_BYTES:,} are supported")
+        if self.mram_bytes > MAX_SRAM_BYTES:
+            problems.append(f"MATRIX_SRAM_SIZE ({self.MATRIX_SRAM_SIZE}) makes {self.mram_tiles} MRAM tiles of "
+                            f"{self.MLEN}x{self.MLEN} values ({self.mram_bytes:,} bytes); at most "
+                            f"{MAX_SRAM_BYTES:,} are supported")
         if problems:
             raise SettingsError("; ".join(problems))
 
@@ -340,7 +380,7 @@ def _build(table: Mapping, extra: Mapping, source: str, missing: MissingPolicy) 
         s = Settings(**values, latency_table=lat, precision=prec, hbm_model=hbm_model, overlap=overlap,
                      source=source)
     except ValidationError as exc:
-        raise SettingsError(f"{where}: {exc.errors()[0]['msg']}") from exc
+        raise SettingsError(f"{where}: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from exc
     s.check_supported()
     return s
 
@@ -413,7 +453,10 @@ def load_settings(
         p = Path(path) if path is not None else DEFAULT_SETTINGS_TOML
         source = str(p) if path is not None else "default settings"
         try:
-            text = p.read_text()
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise SettingsError(f"cannot read settings file {p}: it is not UTF-8 text "
+                                f"({exc.reason} at byte {exc.start})") from None
         except OSError as exc:
             raise SettingsError(f"cannot read settings file {p}: {exc.strerror or exc}") from exc
     try:

@@ -9,7 +9,8 @@
 
 The `emulate` command shares the profiling flags: it calls `add_profile_args(parser)`, merges
 `profile_run_kwargs(args, program)` into its `run(...)` call and then `handle_profile(args, result)`.
-Exit status: 0 ok, 1 the program aborted (its profile is still written), 2 bad input.
+Exit status: 0 ok, 1 the program aborted (its profile is still written), 2 bad input (output
+paths are checked before the run), 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from emulator.cli_args import UNBOUNDED_NOTE, positive_int, positive_seconds
 from emulator.errors import PlenaError
 from emulator.program import Program
 from emulator.result import RunResult
@@ -101,6 +103,17 @@ def add_profile_args(parser: argparse.ArgumentParser, *, with_switch: bool = Tru
     g.add_argument("--peak-hbm", type=float, default=None, metavar="BYTES",
                    help="peak HBM bytes per cycle for utilisation (default 128)")
     g.add_argument("--top", type=_positive_int, default=30, metavar="N", help="rows of the section table")
+
+
+def check_profile_outputs(args: argparse.Namespace) -> None:
+    """OutputError (bad input) unless every file the profiling flags name can be written; called
+    before the run."""
+    from emulator.outputs import check_output_file
+
+    for flag in ("trace", "profile_json", "profile_csv", "html", "stage_profile_out", "output"):
+        path = getattr(args, flag, None)
+        if path:
+            check_output_file(path, "--" + flag.replace("_", "-"))
 
 
 def profiling_requested(args: argparse.Namespace) -> bool:
@@ -202,14 +215,19 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--hbm", metavar="FILE", help="HBM preload (raw bytes from address 0)")
     r.add_argument("--fp-sram", metavar="FILE", help="FP SRAM preload (f16 LE)")
     r.add_argument("--vram", metavar="FILE", help="VRAM preload (bf16 LE rows)")
-    r.add_argument("--max-instructions", type=_positive_int, default=None, metavar="N")
+    r.add_argument("--max-instructions", type=positive_int, default=None, metavar="N",
+                   help="stop after N dynamic instructions (default: no limit)")
+    r.add_argument("--max-seconds", type=positive_seconds, default=None, metavar="S",
+                   help=f"stop after S seconds of wall time (default: no limit). {UNBOUNDED_NOTE}")
     r.add_argument("--quiet", action="store_true", help="do not print the table")
     add_profile_args(r, with_switch=False)
 
     s = sub.add_parser("static", help="estimate a program's cycles without executing its data path")
     _add_machine_args(s)
-    s.add_argument("--max-instructions", type=_positive_int, default=None, metavar="N",
+    s.add_argument("--max-instructions", type=positive_int, default=None, metavar="N",
                    help="stop the estimate after N dynamic instructions")
+    s.add_argument("--max-seconds", type=positive_seconds, default=None, metavar="S",
+                   help="stop the estimate after S seconds of wall time")
     s.add_argument("--quiet", action="store_true", help="do not print the table")
     add_profile_args(s, with_switch=False)
 
@@ -226,9 +244,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
+    try:
+        return _profile(argv, out)
+    except KeyboardInterrupt:
+        print("plena-profile: interrupted", file=sys.stderr)
+        return 130
+
+
+def _profile(argv: list[str] | None, out: TextIO | None) -> int:
     out = out or sys.stdout
     args = _parser().parse_args(argv)
     try:
+        check_profile_outputs(args)
         if args.command == "show":
             profile = load_profile(args.saved)
             print_report(profile, make_console(out), max_sections=args.top)
@@ -245,7 +272,8 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         if args.command == "static":
             from .static import estimate
 
-            est = estimate(program, settings, int_sram=args.int_sram, max_instructions=args.max_instructions)
+            est = estimate(program, settings, int_sram=args.int_sram, max_instructions=args.max_instructions,
+                           max_wall_seconds=args.max_seconds)
             profile = build_profile(program, est.settings, est.counters, kind="static", error=est.error,
                                     estimate=est.estimate_info(), hbm_model=est.hbm_model,
                                     sections=_sections(args, program), wall_seconds=est.wall_seconds,
@@ -257,7 +285,8 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         from emulator.runner import run
 
         result = run(program, settings=settings, hbm=args.hbm, fp_sram=args.fp_sram, int_sram=args.int_sram,
-                     vram=args.vram, max_instructions=args.max_instructions, **profile_run_kwargs(args, program))
+                     vram=args.vram, max_instructions=args.max_instructions, max_wall_seconds=args.max_seconds,
+                     **profile_run_kwargs(args, program))
         args.profile = not args.quiet
         handle_profile(args, result, out)
         if result.error is not None:
@@ -266,6 +295,10 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         return 0
     except (PlenaError, ValueError, OSError) as exc:
         print(f"plena-profile: error: {exc}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("plena-profile: error: not enough memory for this run (settings sizes or input files too large)",
+              file=sys.stderr)
         return 2
 
 

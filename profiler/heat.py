@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from emulator.program import Program
+from emulator.program import Program, clip_label
 
 from .sections import SectionMap
 
@@ -33,7 +33,7 @@ def source_heat(program: Program, smap: SectionMap, pc_count: np.ndarray, pc_cyc
     if n > MAX_HEAT_PCS:
         return None
     if program.source is not None and program.asm_text is not None:
-        lines = program.asm_text.split("\n")
+        lines = [clip_label(line) for line in program.asm_text.split("\n")]   # a comment can be megabytes
         if lines and lines[-1] == "":
             lines.pop()
         pc_line = [s.line_no for s in program.source]

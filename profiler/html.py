@@ -16,6 +16,8 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from emulator.outputs import write_text
+
 from .aggregate import Profile
 from .report import profile_to_dict
 
@@ -70,4 +72,4 @@ def render_report(doc: dict[str, Any] | Profile, title: str | None = None) -> st
 
 
 def write_report(doc: dict[str, Any] | Profile, path: str | Path, title: str | None = None) -> None:
-    Path(path).write_text(render_report(doc, title), encoding="utf-8")
+    write_text(path, render_report(doc, title))

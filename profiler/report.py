@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from emulator.errors import InputError
+from emulator.outputs import atomic_writer, write_text
 from isa_specs import UNITS
 
 from .aggregate import HotPc, OpStats, Profile, SectionNode, Stats
@@ -163,7 +164,7 @@ def profile_to_json(p: Profile) -> str:
 
 
 def write_json(p: Profile, path: str | Path) -> None:
-    Path(path).write_text(profile_to_json(p), encoding="utf-8")
+    write_text(path, profile_to_json(p))
 
 
 # ------------------------------------------------------------------------------------- JSON in
@@ -288,7 +289,7 @@ def write_csv(p: Profile, out: str | Path | TextIO) -> None:
     """One flat table: a `total` row, a `section` row per section (all depths, `path` joined by
     " / "), `section_opcode` rows (each section's own per-opcode numbers) and `opcode` rows."""
     if isinstance(out, (str, Path)):
-        with open(out, "w", newline="", encoding="utf-8") as fh:
+        with atomic_writer(out, "w", newline="", encoding="utf-8") as fh:
             write_csv(p, fh)
         return
     w = csv.writer(out)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from emulator.errors import InputError
-from emulator.program import Program
+from emulator.program import MAX_LABEL_CHARS, Program, clip_label
 
 UNLABELLED = "(unlabelled)"
 SECTION_MODES = ("comments", "blocks", "markers", "pc")
@@ -85,7 +85,9 @@ class Normalization:
         return ",".join(steps) if steps else "basic"
 
     def apply(self, comment: str) -> str:
-        text = comment.strip().lstrip(";")
+        # Labels are clipped (a comment may be megabytes); cut long input first so the cleanup
+        # regexes never scan more than a few labels' worth.
+        text = comment.strip()[: 4 * MAX_LABEL_CHARS].lstrip(";")
         if self.brackets:
             while True:
                 stripped = _BRACKET_GROUP.sub("", text)
@@ -96,7 +98,7 @@ class Normalization:
             text = _DIGITS.sub("#", text)
         text = _DECORATION.sub("", text)
         text = _SPACES.sub(" ", text).strip(" ,:;")
-        return text
+        return clip_label(text)
 
 
 @dataclass(frozen=True)
@@ -178,9 +180,9 @@ def build_sections(program: Program, mode: str | None = None,
         if opened:
             in_comment_block = False
             has_markers = True
-            name = opened.group(1)
+            name = clip_label(opened.group(1))
             if not name:
-                raise SectionError(f"line {line_no}: `; @section` needs a name\n    {text}")
+                raise SectionError(f"line {line_no}: `; @section` needs a name\n    {clip_label(text)}")
             markers.append((name, label, line_no))
             label = ""
             continue
@@ -189,11 +191,11 @@ def build_sections(program: Program, mode: str | None = None,
             in_comment_block = False
             has_markers = True
             if not markers:
-                raise SectionError(f"line {line_no}: `; @end` without an open `; @section`\n    {text}")
+                raise SectionError(f"line {line_no}: `; @end` without an open `; @section`\n    {clip_label(text)}")
             name, label, _ = markers.pop()
-            if ended.group(1) and ended.group(1) != name:
+            if ended.group(1) and clip_label(ended.group(1)) != name:
                 raise SectionError(
-                    f"line {line_no}: `; @end {ended.group(1)}` closes section {name!r}\n    {text}")
+                    f"line {line_no}: `; @end {clip_label(ended.group(1))}` closes section {name!r}\n    {clip_label(text)}")
             continue
         if mode == "comments" or (mode == "blocks" and not in_comment_block):
             label = norm.apply(text)

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from emulator.errors import InputError
+from emulator.outputs import write_text
 from emulator.program import Program
 from emulator.result import RunResult
 
@@ -381,4 +382,4 @@ def run_with_stage_profile(program: Program, asm_text: str | None = None, **run_
 
 
 def write_stage_profile(path: str | Path, text: str) -> None:
-    Path(path).write_text(text, encoding="utf-8")
+    write_text(path, text)

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from emulator.outputs import write_text
 from emulator.result import RunResult
 from isa_specs import UNITS
 
@@ -373,7 +374,7 @@ def _walk(nd):
 
 
 def write_trace(doc: dict, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(doc, separators=(",", ":"), allow_nan=False), encoding="utf-8")
+    write_text(path, json.dumps(doc, separators=(",", ":"), allow_nan=False))
 
 
 # ----------------------------------------------------------------------------------- validation
