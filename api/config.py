@@ -44,7 +44,12 @@ class ServiceSettings(BaseSettings):
     max_wall_seconds: float = Field(600.0, gt=0, description="Wall-time budget per run.")
     max_output_bytes: int = Field(256 * 1024 * 1024, ge=1024,
                                   description="Output tensors plus dumps of one run (bytes as stored).")
-    max_trace_events: int = Field(200_000, ge=0, description="Most instructions recorded for a trace.")
+    max_trace_events: int = Field(200_000, ge=0, le=1 << 26, description="Most instructions recorded for a trace.")
+    max_run_bytes: int = Field(
+        1 << 30, ge=1 << 20,
+        description="Memory one run may allocate: the machine-state arrays its settings size (VRAM, MRAM, "
+                    "accumulators, DMA buffers, trace, per-instruction counters) plus the HBM pages it writes. "
+                    "Over it before the run: 422; while running: 400 with error kind `resources`.")
     retention_runs: int = Field(10_000, ge=1, description="Finished runs kept; older ones are deleted.")
     retention_grace_seconds: float = Field(
         60.0, ge=0, description="Runs finished this recently are never deleted (their clients may still read them).")

@@ -14,6 +14,9 @@ and one dispatcher thread in the service process:
 * The number of jobs queued or running is bounded (`queue_limit`); `submit` raises `QueueFull`
   beyond it, which the API turns into 429 + Retry-After.
 * Progress (instructions, cycles) is kept on the `Job` for the SSE endpoint.
+* Each slot's dispatcher thread also supervises its worker: while no job arrives it checks every
+  SUPERVISE_SECONDS that the worker is alive and starts a new one when it is not, so a killed
+  idle worker is back (and /healthz healthy) within seconds, without waiting for traffic.
 
 Every job's future is resolved exactly once with an outcome dict (see `api.worker.execute_run`),
 never with an exception, so awaiting it cannot raise.
@@ -24,6 +27,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +40,7 @@ from .worker import error_dict, worker_main
 log = logging.getLogger("plena.api.jobs")
 
 POLL_SECONDS = 0.05
+SUPERVISE_SECONDS = 0.5
 # After its wall budget a run still reads its outputs, profile and trace in the worker: allow this
 # much on top of budget + grace before the worker is considered stuck and replaced.
 OUTPUT_ALLOWANCE_SECONDS = 30.0
@@ -64,6 +69,20 @@ class Job:
 
     def touch(self) -> None:
         self.version += 1
+
+
+def exit_description(process: Any) -> str:
+    """How a worker process ended, for messages ("killed by signal 9 (SIGKILL)", "exit code 1")."""
+    process.join(1.0)   # reap it: a killed process has no exit code until it is waited for
+    code = process.exitcode
+    if code is None:
+        return "it stopped answering"
+    if code < 0:
+        try:
+            return f"killed by signal {-code} ({signal.Signals(-code).name})"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
 
 
 def _pool_outcome(status: str, kind: str, message: str) -> dict[str, Any]:
@@ -253,10 +272,24 @@ class WorkerPool:
         if worker is not None:
             worker.kill()
 
+    def _supervise(self, slot: int) -> None:
+        """Between jobs: replace this slot's worker if it died (killed, out of memory)."""
+        worker = self._workers[slot]
+        if self._stopping.is_set() or (worker is not None and worker.process.is_alive()):
+            return
+        if worker is not None:
+            log.warning("idle worker %d died (%s); starting another", slot, exit_description(worker.process))
+        self._replace(slot)
+        self._spawn(slot)
+
     def _slot_loop(self, slot: int) -> None:
         self._spawn(slot)
         while True:
-            job = self._queue.get()
+            try:
+                job = self._queue.get(timeout=SUPERVISE_SECONDS)
+            except queue.Empty:
+                self._supervise(slot)
+                continue
             if job is _STOP:
                 break
             with self._lock:
@@ -303,11 +336,10 @@ class WorkerPool:
                         return msg[1]
                     continue
             except (EOFError, OSError):
-                code = worker.process.exitcode if not worker.process.is_alive() else None
+                how = exit_description(worker.process)
                 self._replace(slot)
                 return _pool_outcome("failed", "worker_lost",
-                                     f"the worker process running this program exited (exit code {code}); "
-                                     "it was replaced")
+                                     f"the worker process running this program exited ({how}); it was replaced")
             now = time.monotonic()
             if self._stopping.is_set():
                 self._replace(slot)
@@ -327,8 +359,7 @@ class WorkerPool:
                                      f"the run exceeded its wall-time budget of {job.wall_limit:g} s "
                                      "(its worker was replaced)")
             if not worker.process.is_alive() and not worker.conn.poll():
-                code = worker.process.exitcode
+                how = exit_description(worker.process)
                 self._replace(slot)
                 return _pool_outcome("failed", "worker_lost",
-                                     f"the worker process running this program exited (exit code {code}); "
-                                     "it was replaced")
+                                     f"the worker process running this program exited ({how}); it was replaced")

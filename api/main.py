@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import uuid
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -16,7 +17,9 @@ from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.concurrency import run_in_threadpool
 
 from .config import ServiceSettings, get_service_settings
@@ -78,10 +81,55 @@ class HttpMetricsMiddleware:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            route = getattr(scope.get("route"), "path", None) or _route_template(scope)
             service = getattr(scope["app"].state, "service", None)
             if service is not None:
                 service.metrics.http.labels(scope["method"], route, str(status)).inc()
+
+
+def _route_template(scope: dict) -> str:
+    """The route a request matched when the router did not record it (FastAPI's own /docs,
+    /openapi.json, /docs/oauth2-redirect, /redoc are plain Starlette routes), else "unmatched"."""
+    for route in scope["app"].router.routes:
+        match, _ = route.matches(scope)
+        if match == Match.FULL:
+            return getattr(route, "path", "unmatched")
+    return "unmatched"
+
+
+class BodyLimitMiddleware:
+    """413 with a JSON body for a request body over the limit, whether its Content-Length says so
+    up front or a chunked body grows past it (Starlette answers the former in plain text)."""
+
+    def __init__(self, app: Any, max_body_bytes: int):
+        self.app = app
+        self.limit = max_body_bytes
+
+    def _too_large(self) -> StarletteHTTPException:
+        return StarletteHTTPException(413, f"the request body is larger than this service accepts "
+                                           f"({self.limit:,} bytes)")
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            exc = self._too_large()
+            await JSONResponse({"detail": exc.detail}, status_code=413)(scope, receive, send)
+            return
+        received = 0
+
+        async def limited() -> dict:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise self._too_large()   # answered by the exception handlers (JSON)
+            return message
+
+        await self.app(scope, limited, send)
 
 
 def _issue(error: dict) -> dict:
@@ -98,8 +146,22 @@ async def _request_invalid(_: Request, exc: RequestInvalid) -> JSONResponse:
     return JSONResponse({"detail": [_issue(i) for i in exc.issues]}, status_code=422)
 
 
-async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-    return JSONResponse({"detail": [_issue(e) for e in exc.errors()]}, status_code=422)
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    issues = [_issue(e) for e in exc.errors()]
+    content_type = request.headers.get("content-type", "")
+    if request.method == "POST" and "json" not in content_type and "multipart" not in content_type \
+            and any(i["loc"] == ["body"] for i in issues):
+        issues = [{"loc": ["body"], "type": "content_type",
+                   "msg": f"the body must be a JSON object sent with Content-Type: application/json "
+                          f"(got {content_type or 'no Content-Type'})"}]
+    return JSONResponse({"detail": issues}, status_code=422)
+
+
+async def _internal_error(_: Request, exc: Exception) -> JSONResponse:
+    incident = uuid.uuid4().hex[:12]
+    log.error("incident %s: unhandled %s", incident, type(exc).__name__, exc_info=exc)
+    return JSONResponse({"detail": f"internal error (incident {incident}); the service log has the details"},
+                        status_code=500)
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -146,7 +208,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     except PackageNotFoundError:
         app_version = "0+unknown"
     app = FastAPI(title="PLENA emulator service", version=app_version, description=DESCRIPTION,
-                  openapi_tags=TAGS, lifespan=lifespan, max_body_size=cfg.max_body_bytes)
+                  openapi_tags=TAGS, lifespan=lifespan)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=cfg.max_body_bytes)
     app.add_middleware(HttpMetricsMiddleware)
     app.include_router(runs.router)
     app.include_router(batches.router)
@@ -159,6 +222,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(QueueFull, _queue_full)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _internal_error)
     return app
 
 

@@ -51,7 +51,10 @@ Base64Bytes = Annotated[
 ]
 
 NonFinite = Literal["NaN", "Infinity", "-Infinity"]
-JsonFloat = Union[float, NonFinite]
+# A bare JSON `Infinity`, `NaN` or an overflowing literal (1e999) is not a number: non-finite values
+# travel as the strings above.
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+JsonFloat = Union[FiniteFloat, NonFinite]
 NestedFloats = TypeAliasType("NestedFloats", list[Union[JsonFloat, "NestedFloats"]])  # type: ignore[misc]
 
 RunStatus = Literal["queued", "running", "succeeded", "failed", "invalid", "cancelled"]
@@ -103,6 +106,18 @@ def load_npy(data: bytes) -> np.ndarray:
     return array
 
 
+def _as_float32(array: np.ndarray) -> np.ndarray:
+    """`array` as float32; a finite value beyond float32's range (1e39) is an error, not infinity."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = array.astype(np.float32)
+    overflow = np.isinf(out) & np.isfinite(array)
+    if overflow.any():
+        value = array[overflow].flat[0]
+        raise ValueError(f"value {value!r} is beyond the float32 range (magnitude at most "
+                         f"{float(np.finfo(np.float32).max):.4g})")
+    return out
+
+
 # ------------------------------------------------------------------------------------------ inputs
 
 class _In(BaseModel):
@@ -134,8 +149,6 @@ class ProgramIn(_In):
         given = [k for k in ("asm", "mem", "words") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(f"give exactly one of asm, mem, words (got {', '.join(given) or 'none'})")
-        if self.words is not None and not self.words:
-            raise ValueError("words must not be empty")
         return self
 
 
@@ -198,7 +211,7 @@ class TensorIn(_In):
                 raise ValueError(f".npy array must have 1 to {MAX_DIMS} dimensions (has {array.ndim})")
             if array.size == 0:
                 raise ValueError(".npy array is empty")
-            return array.astype(np.float32)
+            return _as_float32(array)
         try:
             flat = np.asarray(self.values, dtype=np.float64)
         except ValueError:
@@ -206,8 +219,7 @@ class TensorIn(_In):
         size = math.prod(self.shape)
         if flat.size != size:
             raise ValueError(f"values hold {flat.size} numbers; shape {self.shape} needs {size}")
-        with np.errstate(over="ignore"):
-            return flat.reshape(self.shape).astype(np.float32)
+        return _as_float32(flat.reshape(self.shape))
 
 
 class VramRegionIn(_In):
@@ -253,7 +265,7 @@ class HbmRegionIn(_In):
 
     name: Name
     addr: int = Field(ge=0, le=1 << 48)
-    shape: Shape
+    shape: Shape = Field(description="the last dimension is a multiple of the MXFP8 block (8)")
 
     @property
     def elements(self) -> int:

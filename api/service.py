@@ -42,6 +42,38 @@ DUMP_DESCRIPTIONS = {
 __all__ = ["RequestInvalid", "QueueFull", "RunService", "Prepared"]
 
 
+MX_BLOCK = 8   # elements per MXFP8 scale (the only HBM precision the settings accept)
+
+
+def region_issues(outputs: Any, settings: Any) -> list[dict[str, Any]]:
+    """FieldIssues for output regions that do not lie inside the memories these settings give."""
+    from emulator.tensors import mx_layout
+
+    issues = []
+
+    def bad(loc: list, msg: str) -> None:
+        issues.append({"loc": ["body", "outputs", *loc], "msg": msg, "type": "value_error", "ctx": None})
+
+    lanes = settings.VECTOR_SRAM_SIZE * settings.VLEN
+    for i, r in enumerate(outputs.vram_regions):
+        if r.row_dim > settings.VLEN:
+            bad(["vram_regions", i, "row_dim"], f"row_dim {r.row_dim} is wider than a VRAM row (VLEN {settings.VLEN})")
+        elif (r.start_row + r.num_rows) * r.row_dim > lanes:
+            bad(["vram_regions", i, "start_row"],
+                f"rows {r.start_row}..{r.start_row + r.num_rows - 1} of {r.row_dim} values lie past the end of VRAM "
+                f"({settings.VECTOR_SRAM_SIZE} rows of {settings.VLEN})")
+    for i, r in enumerate(outputs.hbm_regions):
+        if r.shape[-1] % MX_BLOCK:
+            bad(["hbm_regions", i, "shape"],
+                f"the last dimension ({r.shape[-1]}) must be a multiple of the MXFP8 block ({MX_BLOCK})")
+            continue
+        end = mx_layout(r.shape, r.addr)["end"]
+        if end > settings.HBM_SIZE:
+            bad(["hbm_regions", i, "addr"], f"the tensor at {r.addr} needs HBM bytes [{r.addr}, {end}) but HBM_SIZE is "
+                                            f"{settings.HBM_SIZE}")
+    return issues
+
+
 class RequestInvalid(Exception):
     """The request cannot be run; `issues` are FieldIssue dicts (422)."""
 
@@ -165,6 +197,7 @@ class RunService:
         """Validate everything that can be checked before running; raises RequestInvalid."""
         from emulator.errors import InputError
         from emulator.images import load_fp_sram, load_int_sram
+        from emulator.runner import largest_arrays, state_bytes
         from emulator.tensors import hbm_image_layouts, mx_layout, quantize_mxfp8
 
         cfg = self.cfg
@@ -182,6 +215,10 @@ class RunService:
                 arr = t.array()
             except ValueError as exc:
                 bad(["body", "tensors", i, field], str(exc))
+                continue
+            if arr.shape[-1] % MX_BLOCK:
+                bad(["body", "tensors", i, "shape"], f"the last dimension ({arr.shape[-1]}) must be a multiple of "
+                                                     f"the MXFP8 block ({MX_BLOCK})", "image_error")
                 continue
             try:
                 end = mx_layout(arr.shape, t.hbm_addr)["end"]
@@ -239,6 +276,15 @@ class RunService:
         if out_bytes > cfg.max_output_bytes:
             bad(["body", "outputs"], f"the regions asked for take {out_bytes} bytes as float32; this service "
                                      f"returns at most {cfg.max_output_bytes}")
+        issues += region_issues(req.outputs, settings)
+        if not issues:
+            preload = len(images.get("hbm", b"")) + sum(mx_layout(arr.shape, 0)["end"] for _, arr, _ in tensors)
+            need = sum(state_bytes(settings, len(program), trace_limit).values()) + preload
+            if need > cfg.max_run_bytes:
+                bad(["body", "settings"], f"this run needs {need:,} bytes (settings-sized state: "
+                                          f"{largest_arrays(settings, len(program), trace_limit)}; HBM preload "
+                                          f"{preload:,}); this service allows {cfg.max_run_bytes:,} per run",
+                    "resources")
         if issues:
             raise RequestInvalid(issues)
 
@@ -252,6 +298,7 @@ class RunService:
             "max_instructions": max_instructions,
             "max_wall_seconds": wall,
             "max_output_bytes": cfg.max_output_bytes,
+            "max_run_bytes": cfg.max_run_bytes,
             "trace_limit": trace_limit,
             "sections": req.sections,
             "timing": settings.timing,

@@ -18,7 +18,7 @@ import logging
 import math
 import signal
 import time
-import traceback
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -40,6 +40,14 @@ class RunCancelled(Exception):
 def error_dict(kind: str, message: str, pc: int | None = None, opcode: str | None = None,
                line: int | None = None, source: str | None = None) -> dict[str, Any]:
     return {"kind": kind, "pc": pc, "opcode": opcode, "line": line, "source": source, "message": message}
+
+
+def internal_error(stage: str) -> dict[str, Any]:
+    """An error dict for an unexpected exception (called from its `except` block): the traceback
+    goes to the log under an incident id; the client gets the id, never the traceback."""
+    incident = uuid.uuid4().hex[:12]
+    log.exception("incident %s: %s failed with an unexpected error", incident, stage)
+    return error_dict("internal", f"internal error (incident {incident}); the service log has the details")
 
 
 def issue(loc: list, msg: str, type_: str, ctx: dict | None = None) -> dict[str, Any]:
@@ -97,9 +105,7 @@ def build_program(spec: dict):
         log.warning("assembler raised %s for a request's program", type(exc).__name__, exc_info=True)
         raise InvalidInput(issue(program_loc(spec), f"program cannot be read ({type(exc).__name__}: {exc})",
                                  "program_error")) from None
-    if len(program) == 0:
-        raise InvalidInput(issue(program_loc(spec), "the program has no instructions", "value_error"))
-    return program
+    return program   # an empty program runs nothing in 0 cycles, as in the reference (and the CLI)
 
 
 def program_loc(spec: dict) -> list[str]:
@@ -223,8 +229,10 @@ def profile_summary(profile: Any) -> dict[str, Any]:
     }
 
 
-def build_profile(result: Any, section_mode: str | None = None) -> tuple[dict[str, Any], bytes]:
-    """(summary, full plena-profile JSON) of a run, from the profiler package."""
+def build_profile(result: Any, section_mode: str | None = None,
+                  max_bytes: int = 0) -> tuple[dict[str, Any], bytes]:
+    """(summary, full plena-profile JSON) of a run, from the profiler package.  Over `max_bytes`
+    (when given) the stored document leaves out its per-line source heat table."""
     import dataclasses
 
     from profiler.aggregate import profile_run
@@ -236,7 +244,13 @@ def build_profile(result: Any, section_mode: str | None = None) -> tuple[dict[st
     doc = profile_to_dict(stored)
     if len(prof.sections) > PROFILE_STORED_SECTIONS:
         doc["warnings"].append(f"only the {PROFILE_STORED_SECTIONS} top sections of {len(prof.sections)} are kept")
-    return summary, json.dumps(doc, separators=(",", ":")).encode()
+    blob = json.dumps(doc, separators=(",", ":")).encode()
+    if max_bytes and len(blob) > max_bytes and doc.get("source") is not None:
+        doc["source"] = None
+        doc["warnings"].append(f"the source heat table is left out: the profile took {len(blob):,} bytes, "
+                               f"more than this service stores per run ({max_bytes:,})")
+        blob = json.dumps(doc, separators=(",", ":")).encode()
+    return summary, blob
 
 
 # ----------------------------------------------------------------------------- the run
@@ -274,7 +288,8 @@ def execute_run(payload: dict[str, Any], progress: Callable[[int, int], None] | 
                      int_sram=images.get("int_sram"), vram=images.get("vram"), tensors=tensors or None,
                      max_instructions=payload.get("max_instructions"),
                      max_wall_seconds=payload.get("max_wall_seconds"),
-                     trace_limit=int(payload.get("trace_limit") or 0), progress=progress)
+                     trace_limit=int(payload.get("trace_limit") or 0), progress=progress,
+                     max_memory_bytes=payload.get("max_run_bytes"))
     except RunCancelled:
         outcome["status"] = "cancelled"
         outcome["error"] = error_dict("cancelled", "the run was cancelled")
@@ -301,8 +316,7 @@ def execute_run(payload: dict[str, Any], progress: Callable[[int, int], None] | 
         outcome["error"] = error_dict("resources", "the run needs more memory than the worker has")
         return outcome
     except Exception:
-        log.exception("run failed with an unexpected error")
-        outcome["error"] = error_dict("internal", traceback.format_exc(limit=8))
+        outcome["error"] = internal_error("run")
         return outcome
 
     outcome["warnings"] += list(getattr(result, "warnings", []) or [])
@@ -321,9 +335,8 @@ def execute_run(payload: dict[str, Any], progress: Callable[[int, int], None] | 
         outcome["error"] = error_dict("resources", "the outputs need more memory than the worker has")
         outcome["outputs"], outcome["dumps"] = [], {}
     except Exception:
-        log.exception("reading the outputs failed")
         outcome["status"] = "internal"
-        outcome["error"] = error_dict("internal", traceback.format_exc(limit=8))
+        outcome["error"] = internal_error("reading the outputs")
         outcome["outputs"], outcome["dumps"] = [], {}
     outcome["totals"]["wall_seconds"] = float(result.wall_seconds) or (time.perf_counter() - started)
     return outcome
@@ -355,7 +368,7 @@ def finish_outputs(result: Any, payload: dict[str, Any], outcome: dict[str, Any]
     if result.trace is not None and payload.get("trace_limit"):
         outcome["trace"] = perfetto_trace(result, payload.get("sections"))
     try:
-        outcome["profile"], outcome["profile_json"] = build_profile(result, payload.get("sections"))
+        outcome["profile"], outcome["profile_json"] = build_profile(result, payload.get("sections"), limit)
     except Exception as exc:  # a profile problem (e.g. unbalanced @section markers) never fails the run
         log.warning("no profile for this run: %s", exc)
         outcome["warnings"].append(f"no profile: {exc}")
@@ -393,8 +406,7 @@ def execute_estimate(payload: dict[str, Any], progress: Callable[[int, int], Non
         outcome["issues"] = [input_issue(exc, stage_loc)]
         return outcome
     except Exception:
-        log.exception("estimate failed with an unexpected error")
-        outcome["error"] = error_dict("internal", traceback.format_exc(limit=8))
+        outcome["error"] = internal_error("estimate")
         return outcome
     t = prof.totals
     info = prof.estimate or {}
@@ -463,7 +475,7 @@ def worker_main(conn: Any, warmup: bool) -> None:
         try:
             problem = warm_up()
         except Exception:
-            problem = traceback.format_exc(limit=8)
+            problem = internal_error("warm-up")["message"]   # /healthz shows it: no traceback
     try:
         conn.send(("ready", problem))
     except (BrokenPipeError, OSError):
