@@ -74,6 +74,16 @@ def region_issues(outputs: Any, settings: Any) -> list[dict[str, Any]]:
     return issues
 
 
+MAX_WARNINGS = 100   # warnings kept with a run (a program can have one per line)
+
+
+def kept_warnings(warnings: list[str]) -> list[str]:
+    """The first MAX_WARNINGS warnings, and a count of the rest."""
+    if len(warnings) <= MAX_WARNINGS:
+        return list(warnings)
+    return list(warnings[:MAX_WARNINGS]) + [f"... and {len(warnings) - MAX_WARNINGS} more warnings"]
+
+
 class RequestInvalid(Exception):
     """The request cannot be run; `issues` are FieldIssue dicts (422)."""
 
@@ -351,7 +361,7 @@ class RunService:
         totals = outcome.get("totals") or {}
         values: dict[str, Any] = {
             "status": status, "finished_at": utcnow(), "error": error, "issues": outcome.get("issues"),
-            "profile": outcome.get("profile"), "warnings": list(outcome.get("warnings") or []),
+            "profile": outcome.get("profile"), "warnings": kept_warnings(outcome.get("warnings") or []),
         }
         for key in ("cycles", "instructions", "hbm_bytes_read", "hbm_bytes_written", "hbm_model", "wall_seconds"):
             values[key] = totals.get(key)

@@ -406,8 +406,9 @@ def assemble(text: str, name: str | None = None) -> Program:
         except _LineError as exc:
             raise AssemblerError(str(exc), line_no, clip_label(line)) from None
         words.append(word)
-        source.append(SourceLine(line_no, clip_label(line), section))
-        warnings.extend(AsmWarning(line_no, line, note) for note in notes)
+        shown = clip_label(line)
+        source.append(SourceLine(line_no, shown, section))
+        warnings.extend(AsmWarning(line_no, shown, note) for note in notes)
     return Program(
         words=np.array(words, dtype=np.uint32),
         source=tuple(source),

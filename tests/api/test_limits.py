@@ -149,6 +149,16 @@ def test_a_megabyte_comment_is_clipped_everywhere(client):
     assert profile.status_code == 200 and len(profile.content) < 200_000
 
 
+def test_warnings_are_clipped_and_counted(client):
+    # A warning on every line, each line with a long inline comment.
+    asm = ("V_EXP_V gp2, gp1, 1 ; " + "w" * 10_000 + "\n") * 300
+    r = client.post("/v1/runs", json={"program": {"asm": asm}})
+    assert r.status_code == 200, r.text[:500]
+    warnings = r.json()["warnings"]
+    assert len(warnings) == 101 and warnings[-1] == "... and 200 more warnings"
+    assert all(len(w) < 1000 for w in warnings)
+
+
 def test_what_one_run_stores_is_bounded(make_client):
     asm = ("; " + "d" * 150 + "\n") * 20_000 + ONE
     with make_client(max_output_bytes=1 << 20) as c:
