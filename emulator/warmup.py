@@ -43,10 +43,10 @@ class WarmupReport:
 
 def entry_points() -> list:
     """The jitted functions Python calls directly."""
-    from .core.hbm_store import read_bytes, write_bytes
+    from .core.hbm_store import absent_pages, read_bytes, rehash, write_bytes
     from .core.loop import run_loop
     from .timing.overlap import critical_path, schedule
-    points = [run_loop, write_bytes, read_bytes, schedule, critical_path]
+    points = [run_loop, write_bytes, read_bytes, absent_pages, rehash, schedule, critical_path]
     try:
         from profiler.static import _estimate
     except ImportError:  # pragma: no cover - the profiler ships with the emulator
@@ -66,6 +66,7 @@ def warm_up() -> WarmupReport:
     result = run(program, hbm=np.linspace(-1, 1, 512, dtype=np.float32).view(np.uint8), fp_sram=fp_sram,
                  trace_limit=4, seconds_labels=[np.zeros(len(program), np.int32)], raise_on_error=True)
     result.state.hbm.read(16384, 256)
+    result.state.hbm.ensure_free(result.state.hbm.pool.shape[0])   # pool and page-table growth
     from .settings import default_settings
     run(program, settings=default_settings().with_overrides({"timing": "overlapped"}),  # the overlapped model
         hbm=np.linspace(-1, 1, 512, dtype=np.float32).view(np.uint8), fp_sram=fp_sram, raise_on_error=True)

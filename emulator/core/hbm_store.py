@@ -120,7 +120,7 @@ def write_bytes(pt, pool, pages_used, addr, data, n):
 
 
 @jit
-def _rehash(old, new):
+def rehash(old, new):
     for i in range(old.shape[0]):
         page = old[i, 0]
         if page != EMPTY:
@@ -162,7 +162,7 @@ class SparseHbm:
         self.pool = new
         if self.page_table.shape[0] < 2 * rows:
             table = _empty_table(1 << (2 * rows - 1).bit_length())
-            _rehash(self.page_table, table)
+            rehash(self.page_table, table)
             self.page_table = table
 
     def write(self, addr: int, data: bytes | np.ndarray) -> None:
