@@ -24,6 +24,7 @@ import numpy as np
 
 from emulator.asm import disassemble_word
 from emulator.core import state as S
+from emulator.core.hbm_store import PAGE_SHIFT
 from emulator.errors import InputError
 from emulator.tensors import bf16_bits_to_f32
 
@@ -138,7 +139,7 @@ def _memory_changes(s: Session, before: dict) -> dict:
         for p, new in st.resident_pages():
             old = before["hbm"].get(p)
             mask = new != (old if old is not None else 0)
-            ranges += _byte_ranges(mask, p << 16)
+            ranges += _byte_ranges(mask, p << PAGE_SHIFT)
         if ranges:
             out["hbm"] = ranges
     return out

@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from .hbm_store import PAGE_MASK, PAGE_SHIFT
+from .hbm_store import PAGE_MASK, PAGE_SHIFT, page_row
 from .jit import jit
 from .state import INSTRUCTIONS, LOOP_SP, NOW, P_HBM_CAPACITY, P_MLEN, P_VLEN, SCALE, STRIDE, V_MASK
 
@@ -166,7 +166,7 @@ def sync_watches(pc, dbg, vram, mram, fpsram, intsram, pt, pool, params, take):
                 a = first + i
                 v = np.int64(0)
                 if 0 <= a < capacity:
-                    p = pt[a >> PAGE_SHIFT] - 1  # hbm_store.py: 0 = absent, else slot + 1
+                    p = page_row(pt, a >> PAGE_SHIFT)   # hbm_store.py: a hash table, -1 = absent
                     if p >= 0:
                         v = np.int64(pool[p, a & PAGE_MASK])
                 changed |= _sync(dbg, snap, i, v, take)
