@@ -194,6 +194,7 @@ class BatchManager:
         task = task_for(job, options.model_copy(update={"inputs": "travel", "dumps": False}))
         task["max_instructions"] = min(task["max_instructions"] or cfg.max_instructions, cfg.max_instructions)
         task["max_seconds"] = min(task["max_seconds"] or cfg.max_wall_seconds, cfg.max_wall_seconds)
+        task["max_run_bytes"] = cfg.max_run_bytes
         return task, task["max_seconds"]
 
     def _submit(self, batch: BatchState, job: Any) -> Job | None:

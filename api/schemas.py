@@ -152,7 +152,8 @@ class ProgramIn(_In):
         return self
 
 
-OverrideKey = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$")]
+# `-` for the overlapped model's unit names (OVERLAP.UNITS.dma-load.queue_depth)
+OverrideKey = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")]
 
 
 class SettingsIn(_In):

@@ -113,7 +113,7 @@ def execute_job(task: dict[str, Any], progress: Any = None) -> tuple[dict[str, A
     """Run one job in this process: (result columns, RunResult or None when it never ran).
     Never raises for the job's own problems; `progress(instructions, cycles)` as for `run()`."""
     from emulator.asm import assemble, parse_mem
-    from emulator.errors import EmulationError, InputError
+    from emulator.errors import EmulationError, InputError, ResourceError
     from emulator.runner import run
     from emulator.settings import SettingsError
 
@@ -141,9 +141,11 @@ def execute_job(task: dict[str, Any], progress: Any = None) -> tuple[dict[str, A
         result = run(program, settings=settings, hbm=images.get("hbm"), fp_sram=images.get("fpsram"),
                      int_sram=images.get("intsram"), vram=images.get("vram"), tensors=tensors or None,
                      max_instructions=task.get("max_instructions"), max_wall_seconds=task.get("max_seconds"),
-                     progress=progress)
+                     max_memory_bytes=task.get("max_run_bytes"), progress=progress)
     except UnicodeDecodeError as exc:
         return stop("invalid", kind="input", message=f"a text input is not UTF-8 ({exc.reason})")
+    except ResourceError as exc:   # the settings size a machine over the service's per-run budget
+        return stop("invalid", kind="resources", message=str(exc))
     except (InputError, SettingsError, OSError, ValueError) as exc:
         return stop("invalid", kind="input", message=str(exc), line=getattr(exc, "line_no", None))
     except EmulationError as exc:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from isa_specs import DEFAULT_SETTINGS_TOML, REFERENCE_BUILTIN_TOML
 
-from .timing.model import OverlapModel, OverlapModelError, apply_overlap_override, overlap_from_table
+from .timing.model import MAX_LATENCY_CYCLES, OverlapModel, OverlapModelError, apply_overlap_override, overlap_from_table
 
 CONFIG_KEYS = (
     "DC_EN", "MAX_LOOP_INSTRUCTIONS", "BLEN", "HLEN", "MLEN", "VLEN", "BROADCAST_AMOUNT", "HBM_SIZE",
@@ -43,7 +43,7 @@ HBM_MODELS = ("hbm2", "analytic")
 # service).  They keep every array a setting sizes allocatable and every cycle sum far from the
 # int64 limit: with latencies <= MAX_LATENCY_CYCLES one instruction costs < 2**40 cycles, so the
 # run loop's cycle counter cannot wrap within a chunk (emulator/runner.py checks it between chunks).
-MAX_LATENCY_CYCLES = 1_000_000
+# MAX_LATENCY_CYCLES (1,000,000) lives in emulator/timing/model.py, whose knobs it bounds too.
 MAX_HBM_SIZE = 1 << 48                  # bytes (256 TiB); the store is sparse, addresses stay in int64
 MAX_LOOP_INSTRUCTIONS_LIMIT = 1 << 62
 MAX_DMA_ROWS = 1 << 16                  # HBM_*_Amount: rows one DMA instruction moves

@@ -60,6 +60,8 @@ def one_error_line(capsys, prog: str = "emulate") -> str:
     ({"MAX_LOOP_INSTRUCTIONS": 2**63}, "MAX_LOOP_INSTRUCTIONS must be at most 2**62"),
     ({"BROADCAST_AMOUNT": 2**20}, "BROADCAST_AMOUNT must be at most 1024"),
     ({"MLEN": 8192, "VLEN": 8192}, "MLEN above 4096"),
+    ({"OVERLAP.UNITS.vector.initiation_interval": 2**62}, "OVERLAP.UNITS.vector.initiation_interval"),
+    ({"OVERLAP.OCCUPANCY.V_ADD_VV": 2**62}, "OVERLAP.OCCUPANCY.V_ADD_VV must be an integer 0..1,000,000"),
 ])
 def test_every_numeric_setting_has_a_range(overrides, words):
     with pytest.raises(SettingsError, match=re.escape(words)):

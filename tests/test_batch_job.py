@@ -62,6 +62,16 @@ def test_problems_of_a_job_are_rows(tmp_path):
     assert row["status"] == "failed" and row["error_kind"] == "budget" and row["instructions"] == 100
 
 
+def test_the_per_run_memory_budget_applies_to_jobs(tmp_path):
+    """The service passes PLENA_API_MAX_RUN_BYTES with every batch task (api/batches.py)."""
+    plan = _plan(tmp_path, "S_ADDI_INT gp1, gp0, 1\n")
+    task = task_for(plan.jobs[0], plan.options)
+    assert run_task(task)["row"]["status"] == "ok"
+    task["max_run_bytes"] = 1 << 20   # smaller than the default settings' VRAM and MRAM
+    row = run_task(task)["row"]
+    assert row["status"] == "invalid" and row["error_kind"] == "resources" and "bytes" in row["error_message"]
+
+
 def _rows(n: int, **kw) -> list[dict]:
     return [{c: None for c in COLUMNS} | {"job_id": f"j{i}", "program": f"p{i}", "program_sha256": f"s{i}",
                                           "settings_key": "k", "overrides": "{}", "status": "ok",

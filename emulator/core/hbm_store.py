@@ -129,7 +129,8 @@ def rehash(old, new):
             new[s, 1] = old[i, 1]
 
 
-def _empty_table(slots: int) -> np.ndarray:
+def empty_table(slots: int) -> np.ndarray:
+    """A page table with `slots` empty slots (a power of two)."""
     return np.full((slots, 2), EMPTY, dtype=np.int64)
 
 
@@ -143,7 +144,7 @@ class SparseHbm:
         self.capacity = int(capacity)
         self.max_bytes = max_bytes
         self.pool = np.zeros((_INITIAL_POOL_PAGES, PAGE_SIZE), dtype=np.uint8)
-        self.page_table = _empty_table(4 * _INITIAL_POOL_PAGES)
+        self.page_table = empty_table(4 * _INITIAL_POOL_PAGES)
         self.pages_used = 0
 
     def ensure_free(self, pages: int) -> None:
@@ -161,7 +162,7 @@ class SparseHbm:
         new[: self.pages_used] = self.pool[: self.pages_used]
         self.pool = new
         if self.page_table.shape[0] < 2 * rows:
-            table = _empty_table(1 << (2 * rows - 1).bit_length())
+            table = empty_table(1 << (2 * rows - 1).bit_length())
             rehash(self.page_table, table)
             self.page_table = table
 

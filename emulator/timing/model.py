@@ -24,11 +24,15 @@ SHARED_UNIT = "shared"
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
+# Largest latency any setting may give one instruction, here because the overlapped model's own
+# cycle knobs share it (emulator/settings.py explains the bound and applies it to the latencies).
+MAX_LATENCY_CYCLES = 1_000_000
+
 
 class UnitParams(BaseModel):
     model_config = _FROZEN
     queue_depth: int = Field(1, ge=1, le=64)
-    initiation_interval: int = Field(0, ge=0)
+    initiation_interval: int = Field(0, ge=0, le=MAX_LATENCY_CYCLES)
 
 
 class OverlapModel(BaseModel):
@@ -105,8 +109,9 @@ def overlap_from_table(table: Any, where: str) -> OverlapModel:
     for mnemonic, cycles in merged.get("OCCUPANCY", {}).items():
         if mnemonic not in known:
             raise OverlapModelError(f"{where}: OVERLAP.OCCUPANCY.{mnemonic}: not a non-DMA opcode mnemonic")
-        if isinstance(cycles, bool) or not isinstance(cycles, int) or cycles < 0:
-            raise OverlapModelError(f"{where}: OVERLAP.OCCUPANCY.{mnemonic} must be an integer >= 0, got {cycles!r}")
+        if isinstance(cycles, bool) or not isinstance(cycles, int) or not 0 <= cycles <= MAX_LATENCY_CYCLES:
+            raise OverlapModelError(f"{where}: OVERLAP.OCCUPANCY.{mnemonic} must be an integer "
+                                    f"0..{MAX_LATENCY_CYCLES:,}, got {cycles!r}")
     try:
         return OverlapModel(**merged)
     except ValidationError as exc:

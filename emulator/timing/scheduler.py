@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..core import state as S
+from ..core.hbm_store import empty_table
 from ..core.loop import HANDLERS
 from ..hbm.timing import new_timing_state
 from .footprint import SPACES, max_footprint, resource_bases
@@ -140,7 +141,7 @@ class OverlapScheduler:
         self.dctrl = np.zeros(S.CTRL_SIZE, dtype=np.int64)
         self.dvram = np.zeros((1, 1), dtype=np.uint16)
         self.dmram = np.zeros((1, 1), dtype=np.float32)
-        self.dpt = np.zeros(1, dtype=np.int64)
+        self.dpt = empty_table(2)
         self.dpool = np.zeros((1, 1), dtype=np.uint8)
         self.df32 = np.zeros(1, dtype=np.float32)
         self.du8 = np.zeros(1, dtype=np.uint8)

@@ -36,6 +36,27 @@ def test_overlapped_run_returns_and_records_the_model(client):
     assert full["schema_version"] == 2 and full["overlapped"]["cycles"] == ov["cycles"]
 
 
+def test_overlap_unit_overrides_are_accepted_and_applied(client):
+    asm = (EXAMPLE / "program.asm").read_text()
+    images = {"hbm": base64.b64encode((EXAMPLE / "hbm.bin").read_bytes()).decode(),
+              "fp_sram": base64.b64encode((EXAMPLE / "fp_sram.bin").read_bytes()).decode()}
+    # The example is dependency-bound: deeper DMA queues leave its cycles alone, a longer M_MM does not.
+    overrides = {"OVERLAP.UNITS.dma-load.queue_depth": 4, "OVERLAP.OCCUPANCY.M_MM": 1000}
+    r = client.post("/v1/runs", json={"program": {"asm": asm}, "images": images, "timing": "overlapped",
+                                      "settings": {"overrides": overrides}})
+    assert r.status_code == 200, r.text
+    direct = run(EXAMPLE / "program.asm",
+                 settings=default_settings().with_overrides({"timing": "overlapped", **overrides}),
+                 hbm=EXAMPLE / "hbm.bin", fp_sram=EXAMPLE / "fp_sram.bin")
+    plain = run(EXAMPLE / "program.asm", settings=default_settings().with_overrides({"timing": "overlapped"}),
+                hbm=EXAMPLE / "hbm.bin", fp_sram=EXAMPLE / "fp_sram.bin")
+    assert r.json()["profile"]["overlapped"]["cycles"] == direct.overlap.cycles != plain.overlap.cycles
+    assert direct.settings.overlap.UNITS["dma-load"].queue_depth == 4
+    bad = client.post("/v1/runs", json={"program": {"asm": asm}, "timing": "overlapped",
+                                        "settings": {"overrides": {"OVERLAP.UNITS.dma-load.queue_depth": 0}}})
+    assert bad.status_code == 422 and "queue_depth" in bad.text
+
+
 def test_sequential_is_the_default_and_bad_timing_is_a_422(client):
     r = client.post("/v1/runs", json={"program": {"asm": "S_ADDI_INT gp1, gp0, 1\n"}})
     assert r.status_code == 200 and r.json()["timing"] == "sequential"
