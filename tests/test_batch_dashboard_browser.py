@@ -97,6 +97,14 @@ def _loaded(browser: Browser, url: str | None = None) -> None:
     browser.until(lambda: browser.js("return document.readyState") == "complete")
 
 
+def _follow(browser: Browser, element) -> None:
+    """Click a link or submit button and wait for the next page: the old page is marked first, since
+    its readyState is already "complete" while the browser is still fetching the new one."""
+    browser.js("window.__leaving = true")
+    element.click()
+    browser.until(lambda: browser.js("return window.__leaving !== true && document.readyState === 'complete'"))
+
+
 def test_batch_pages(service, browser):
     with httpx.Client(base_url=service, timeout=60) as api:
         old = _run_batch(api, "base")
@@ -108,8 +116,7 @@ def test_batch_pages(service, browser):
     assert [c.text for c in rows[1].find_elements(By.CSS_SELECTOR, "td")][3:7] == ["finished", "2", "2", "2"]
     browser.check_clean(service)
     # A batch's table: the API's numbers, each row linked to its run page.
-    browser.find(f'a[href="/batches/{old["id"]}"]').click()
-    _loaded(browser)
+    _follow(browser, browser.find(f'a[href="/batches/{old["id"]}"]'))
     table = {r.get_attribute("data-job-id"): r for r in browser.all("#batch-rows tbody tr")}
     assert set(table) == {row["job_id"] for row in old["rows"]}
     for row in old["rows"]:
@@ -127,8 +134,7 @@ def test_batch_pages(service, browser):
     threshold = browser.find("#compare-threshold")
     threshold.clear()
     threshold.send_keys("0.1%")      # four more V_MUL_VF: a few cycles of ~1,400
-    browser.find("#compare-submit").click()
-    _loaded(browser)
+    _follow(browser, browser.find("#compare-submit"))
     assert browser.find("#regressions").text == "2 regressions"
     deltas = sorted(b["cycles"] - a["cycles"] for a in old["rows"] for b in new["rows"]
                     if a["settings_key"] == b["settings_key"])
