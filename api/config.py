@@ -40,6 +40,10 @@ class ServiceSettings(BaseSettings):
     queue_limit: int = Field(64, ge=1, description="Runs queued or running at once; more get 429.")
     retry_after_seconds: int = Field(5, ge=1, description="Retry-After sent with 429.")
     max_body_bytes: int = Field(256 * 1024 * 1024, ge=1024, description="Largest request body accepted.")
+    max_json_body_bytes: int = Field(
+        32 * 1024 * 1024, ge=1024,
+        description="Largest JSON request body: parsing JSON and decoding its base64 images holds several copies "
+                    "of it at once, so big images go as multipart/form-data (bounded by max_body_bytes).")
     max_instructions: int = Field(2_000_000_000, ge=1, description="Dynamic instruction budget per run.")
     max_wall_seconds: float = Field(600.0, gt=0, description="Wall-time budget per run.")
     max_output_bytes: int = Field(256 * 1024 * 1024, ge=1024,

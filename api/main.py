@@ -99,13 +99,20 @@ def _route_template(scope: dict) -> str:
 
 class BodyLimitMiddleware:
     """413 with a JSON body for a request body over the limit, whether its Content-Length says so
-    up front or a chunked body grows past it (Starlette answers the former in plain text)."""
+    up front or a chunked body grows past it (Starlette answers the former in plain text).  JSON
+    bodies have a lower limit than multipart ones: a JSON body is held several times over while it
+    is parsed and its base64 images decoded, a multipart upload is spooled to disk."""
 
-    def __init__(self, app: Any, max_body_bytes: int):
+    def __init__(self, app: Any, max_body_bytes: int, max_json_body_bytes: int):
         self.app = app
         self.limit = max_body_bytes
+        self.json_limit = min(max_json_body_bytes, max_body_bytes)
 
-    def _too_large(self) -> StarletteHTTPException:
+    def _too_large(self, is_json: bool) -> StarletteHTTPException:
+        if is_json and self.json_limit < self.limit:
+            return StarletteHTTPException(
+                413, f"the JSON request body is larger than this service accepts ({self.json_limit:,} bytes); "
+                     f"send large images as multipart/form-data (up to {self.limit:,} bytes)")
         return StarletteHTTPException(413, f"the request body is larger than this service accepts "
                                            f"({self.limit:,} bytes)")
 
@@ -113,9 +120,12 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = Headers(scope=scope).get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            exc = self._too_large()
+        headers = Headers(scope=scope)
+        is_json = "multipart/" not in headers.get("content-type", "")   # what FastAPI parses as JSON
+        limit = self.json_limit if is_json else self.limit
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            exc = self._too_large(is_json)
             await JSONResponse({"detail": exc.detail}, status_code=413)(scope, receive, send)
             return
         received = 0
@@ -125,8 +135,8 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise self._too_large()   # answered by the exception handlers (JSON)
+                if received > limit:
+                    raise self._too_large(is_json)   # answered by the exception handlers (JSON)
             return message
 
         await self.app(scope, limited, send)
@@ -209,7 +219,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         app_version = "0+unknown"
     app = FastAPI(title="PLENA emulator service", version=app_version, description=DESCRIPTION,
                   openapi_tags=TAGS, lifespan=lifespan)
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=cfg.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=cfg.max_body_bytes,
+                       max_json_body_bytes=cfg.max_json_body_bytes)
     app.add_middleware(HttpMetricsMiddleware)
     app.include_router(runs.router)
     app.include_router(batches.router)

@@ -4,6 +4,7 @@ against the settings, and a bounded, seeded fuzz over settings values and output
 
 from __future__ import annotations
 
+import base64
 import os
 import random
 import signal
@@ -252,6 +253,19 @@ def test_413_is_json_for_content_length_and_chunked_bodies(make_client):
         assert r.status_code == 413 and "larger than this service accepts" in r.json()["detail"]
         metrics = c.get("/metrics").text
         assert 'route="/v1/runs",status="413"' in metrics
+
+
+def test_json_bodies_have_a_lower_limit_than_multipart_uploads(make_client):
+    """Item 4: a JSON body is held several times over while parsed; big images go as multipart."""
+    hbm = bytes(range(256)) * 80   # 20 KiB
+    with make_client(max_body_bytes=64 * 1024, max_json_body_bytes=8 * 1024) as c:
+        r = c.post("/v1/runs", json={"program": {"asm": ONE}, "images": {"hbm": base64.b64encode(hbm).decode()}})
+        assert r.status_code == 413 and "multipart/form-data" in r.json()["detail"]
+        assert "8,192 bytes" in r.json()["detail"]
+        r = c.post("/v1/runs/files", files={"program": ("p.asm", ONE.encode()), "hbm": ("hbm.bin", hbm)})
+        assert r.status_code == 200 and r.json()["status"] == "succeeded", r.text
+        r = c.post("/v1/runs/files", files={"program": ("p.asm", ONE.encode()), "hbm": ("hbm.bin", hbm * 4)})
+        assert r.status_code == 413 and "65,536 bytes" in r.json()["detail"]
 
 
 def test_docs_routes_are_named_in_metrics(client):
