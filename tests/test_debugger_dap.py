@@ -117,16 +117,22 @@ def test_scripted_dap_session(program):
     frames = c.request("stackTrace", threadId=1)["body"]["stackFrames"]
     assert frames[0]["line"] == 6
 
+    assert c.request("stepIn", threadId=1)["success"]          # one instruction
+    assert c.wait_event("stopped")["body"]["reason"] == "step"
+    assert c.request("stackTrace", threadId=1)["body"]["stackFrames"][0]["line"] == 7
+    watch = c.request("evaluate", expression="watch int_sram 3", context="repl")
+    assert watch["body"]["result"].startswith("Watchpoint #")
+    watched = {v["name"] for v in c.request("variables", variablesReference=4)["body"]["variables"]}
+    assert any("int_sram entry 3" in name for name in watched)
+    c.request("evaluate", expression="delete", context="repl")
+    assert c.request("stepOut", threadId=1)["success"]         # leave the loop: runs to line 9
+    stopped = c.wait_event("stopped")
+    frames = c.request("stackTrace", threadId=1)["body"]["stackFrames"]
+    assert stopped["body"]["reason"] == "step" and frames[0]["line"] == 9 and len(frames) == 1
     ev = c.request("evaluate", expression="print gp1", context="repl")
-    assert ev["body"]["result"] == "gp1 = 5"
+    assert ev["body"]["result"] == "gp1 = 15"
     bad = c.request("evaluate", expression="print gp99", context="repl")
     assert not bad["success"] and "does not exist" in bad["message"]
-
-    assert c.request("continue", threadId=1)["success"]
-    stopped = c.wait_event("stopped")
-    assert stopped["body"]["reason"] == "breakpoint"
-    regs = {v["name"]: v["value"] for v in c.request("variables", variablesReference=1)["body"]["variables"]}
-    assert regs["gp1"] == "5" and regs["gp7"] == "2"
 
     c.request("setBreakpoints", source={"path": str(program)}, breakpoints=[])
     assert c.request("continue", threadId=1)["success"]
