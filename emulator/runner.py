@@ -23,6 +23,7 @@ from .core import state as S
 from .core.hbm_store import SparseHbm
 from .core.loop import run_loop
 from .core.matmul_order import sgemm_orders
+from .core.matrix import scratch_shape
 from .core.numerics import e4m3_decode_table, e8m0_decode_table
 from .core.stops import DB_SKIP_AT, no_stops
 from .decode import decode, unknown_opcodes
@@ -441,7 +442,7 @@ def new_machine(
         macc=np.zeros((b, b), dtype=np.float32), vacc=np.zeros(b, dtype=np.float32),
         hmacc=np.zeros((a, m, m), dtype=np.float32), hvacc=np.zeros((a, m), dtype=np.float32),
         store=store, ts=ts, e4m3=e4m3_decode_table(), e8m0=e8m0_decode_table(),
-        rows=np.zeros((max(m, 3), max(m, v)), dtype=np.float32),
+        rows=np.zeros(scratch_shape(m, v), dtype=np.float32),
         blk=blk,
         seen=np.zeros(settings.HBM_V_Writeback_Amount * 4 + 4, dtype=np.int64),
         vals=np.zeros(max(m, v), dtype=np.float32), ebuf=np.zeros(max(m, v), dtype=np.uint8),

@@ -15,8 +15,13 @@ from pathlib import Path
 import ml_dtypes
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from emulator.core.matmul_order import btmv_dot, gemv_dot, tmm_dot, tmv_dot
+from emulator.core.matmul_order import (
+    GEMV, LANES4, PANELS, SEQUENTIAL, WORK_ROWS, accumulate_products, btmv_dot, gemv_dot, ordered_out, tmm_dot, tmv_dot,
+)
+from emulator.core.numerics import add_nan_second
 from tests.conftest import CONFORMANCE, needs_corpus
 
 FIXTURE = Path(__file__).parent / "data" / "matmul_order_cases.npz"
@@ -243,3 +248,49 @@ def test_ops_corpus_btmv(name):
         checks = [(_btmv(vram, tiles[1], 100, 32), 200)]
     for acc, first in checks:
         assert np.array_equal(_bits(out[first:first + 4]), _bits(_bf16_round(acc))), f"rows {first}.."
+
+
+# ------------------------------------------------- whole-instruction kernel == per-output definitions
+
+@st.composite
+def block_case(draw):
+    """Random operands for one instruction's worth of outputs, with NaNs and infinities planted
+    in the operands and in the accumulator."""
+    nb = draw(st.sampled_from([1, 2, 4, 5, 8, 16]))
+    nn = draw(st.sampled_from([1, 3, 4, 8, 16, 20, 64]))
+    k_len = draw(st.sampled_from([1, 3, 5, 16, 64, 130, 256, 300]))
+    xs = draw(st.sampled_from([1, 4]))
+    seed = draw(st.integers(0, 2**32 - 1))
+    specials = draw(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 10**6), st.sampled_from(
+        [0x7FC00000, 0xFFC00001, 0x7FA00000, 0x7F800001, 0x7F800000, 0xFF800000, 0x80000000])), max_size=6))
+    return nb, nn, k_len, xs, seed, specials
+
+
+def _block_operands(case):
+    nb, nn, k_len, xs, seed, specials = case
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((nb, k_len * xs + 1)) * np.exp2(rng.integers(-20, 21, (nb, k_len * xs + 1)))).astype(F32)
+    w = (rng.standard_normal((k_len, nn + 2)) * np.exp2(rng.integers(-20, 21, (k_len, nn + 2)))).astype(F32)
+    acc = rng.standard_normal((nb, nn)).astype(F32)
+    for where, pos, bits in specials:
+        target = (x, w, acc)[where]
+        target.reshape(-1)[pos % target.size] = np.uint32(bits).view(F32)
+    return x, w.reshape(-1), acc
+
+
+@settings(max_examples=200, deadline=None)
+@given(block_case(), st.sampled_from([SEQUENTIAL, LANES4, PANELS, GEMV]), st.integers(0, 3),
+       st.sampled_from([1.0, 0.25]))
+def test_accumulate_products_equals_the_per_output_definitions(case, order, misalign, scale):
+    """The SIMD kernel keeps every output's order, NaN choice and accumulator update.  X is read
+    from lane 1 with stride xs, W from offset 1 with row stride nn + 2 (a window of a wider tile)."""
+    x, w, acc = _block_operands(case)
+    nb, nn, k_len, xs = case[:4]
+    got = acc.copy()
+    work = np.full((WORK_ROWS, nn + 3), np.nan, F32)   # stale scratch must not leak in
+    accumulate_products(order, misalign, x, 1, xs, w, 1, nn + 2, k_len, nb, nn, got, F32(scale), work)
+    for i in range(nb):
+        for n in range(nn):
+            dot = ordered_out(order, misalign, x[i], 1, xs, w, 1 + n, nn + 2, k_len)
+            want = add_nan_second(acc[i, n], F32(dot * F32(scale)))
+            assert _bits(got[i, n]) == _bits(want), (i, n)

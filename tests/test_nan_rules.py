@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from emulator.core import state as S
 from emulator.core.matmul_order import LANES4, PANELS, SEQUENTIAL, sgemm_orders
-from emulator.core.matrix import m_mm
+from emulator.core.matrix import m_mm, scratch_shape
 from emulator.core.scalar import FP_ADD, FP_MUL, FP_SUB, s_fp
 from emulator.core.vector import v_red_sum
 from emulator.runner import hardware_params, run
@@ -213,7 +213,7 @@ def test_matmul_kernel_matches_the_oracle(blen, k, transposed):
             macc[i0, j0] = oracle.f32_of_bits(acc_nan)
         before = macc.copy()
         err = np.zeros(S.ERR_SIZE, dtype=np.int64)
-        scratch = np.zeros((max(blen, 3), k), dtype=F32)
+        scratch = np.zeros(scratch_shape(k, k), dtype=F32)
         mram = tile.reshape(1, k * k).copy()
         assert m_mm(transposed, c * k, 0, vram, mram, macc, params, scratch, err, 0)
         x = oracle.bf16_values(vram)

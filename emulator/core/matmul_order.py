@@ -9,7 +9,15 @@ on BLEN and K (verified-corrections A4 and D1, which wins where they differ).
 
 Orders are chosen once per machine, by `sgemm_orders(BLEN)` when the core's parameters are
 built (emulator/runner.hardware_params -> params[P_MM_ORDER], params[P_TMM_ORDER]); the kernels
-branch on that code once per output, never per product.
+branch on that code once per instruction, never per product.
+
+Two implementations of each order live here.  The per-output definitions (`ordered_out` and the
+`*_out` kernels it picks) name, for every product and addition, which NaN it keeps.  The run uses
+`accumulate_products`, which computes all outputs of an instruction side by side (the innermost
+loop runs over independent outputs, so the compiler puts them in SIMD lanes) while each output
+still adds its products in its own order; plain f32 adds give the same bits whenever the output is
+finite, and the few NaN outputs are recomputed by the definitions.  bench/bench_matrix.py times
+it against a limit kernel.
 
 What is verified against the reference, and where:
 
@@ -113,11 +121,12 @@ import math
 import numpy as np
 
 from .jit import jit
-from .numerics import add_nan_first, mul_nan_first
+from .numerics import add_nan_first, add_nan_second, mul_nan_first
 
 # Order codes of the plain (M_MM family) and transposed (M_TMM) sgemm calls; `sgemm_orders`
 # picks them per machine, the kernels below implement them.
 SEQUENTIAL, LANES4, PANELS = 0, 1, 2
+GEMV = 3                    # the transposed gemv of M_TMV / M_BTMV (it also needs `misalign`)
 PANEL_K = 128               # D1: at BLEN >= 16 MKL sums k in panels of 128
 SMALL_KERNEL_MAX_BLEN = 8   # D1: BLEN <= 8 takes the small-matrix kernels
 
@@ -129,162 +138,110 @@ def sgemm_orders(blen: int) -> tuple[int, int]:
     return SEQUENTIAL, LANES4
 
 
-# Each dot product below reads x[xo + k*xs] and w[wo + k*ws], k < n (1-D views, so one kernel
-# serves rows, columns and interleaved heads).  With `careful` False it adds plainly, which gives
-# the exact bits whenever the result is finite (the tree is the same); a NaN result is then
-# recomputed with `careful` True, which applies the order's NaN choice explicitly.
+# ------------------------------------------------------------------ one output, NaN choice explicit
+#
+# The definitions: one output is sum_k x[xo + k*xs] * w[wo + k*ws], k < K (1-D views, so one
+# kernel serves rows, columns and interleaved heads).  Every addition and product names which NaN
+# it keeps.  The run uses `accumulate_products` below and comes here only for NaN outputs.
+
+@jit
+def _p(x, xo, xs, w, wo, ws, k):
+    return mul_nan_first(x[xo + k * xs], w[wo + k * ws])
 
 
 @jit
-def _product(x, xo, xs, w, wo, ws, k, careful):
-    if careful:
-        return mul_nan_first(x[xo + k * xs], w[wo + k * ws])
-    return x[xo + k * xs] * w[wo + k * ws]
-
-
-@jit
-def sequential_dot(x, xo, xs, w, wo, ws, n, careful):
+def sequential_out(x, xo, xs, w, wo, ws, k_len):
     """SEQUENTIAL: k order from +0; the earlier NaN is kept, except that a NaN product at
     k = 0 (mod 8) replaces it (D1, M_MM at BLEN <= 8)."""
     acc = np.float32(0.0)
-    for k in range(n):
-        p = _product(x, xo, xs, w, wo, ws, k, careful)
-        if not careful:
-            acc = acc + p
-        elif k % 8 == 0:
-            acc = add_nan_first(p, acc)
-        else:
-            acc = add_nan_first(acc, p)
+    for k in range(k_len):
+        p = _p(x, xo, xs, w, wo, ws, k)
+        acc = add_nan_first(p, acc) if k % 8 == 0 else add_nan_first(acc, p)
     return acc
 
 
 @jit
-def panels_dot(x, xo, xs, w, wo, ws, n, careful):
+def panels_out(x, xo, xs, w, wo, ws, k_len):
     """PANELS: k in panels of 128, each summed from +0 with the later NaN winning; the panel sums
     are added left to right, the earlier panel's NaN winning (D1, BLEN >= 16)."""
     total = np.float32(0.0)
-    for k0 in range(0, n, PANEL_K):
+    for k0 in range(0, k_len, PANEL_K):
         s = np.float32(0.0)
-        for k in range(k0, min(k0 + PANEL_K, n)):
-            p = _product(x, xo, xs, w, wo, ws, k, careful)
-            s = add_nan_first(p, s) if careful else s + p
-        if k0 == 0:
-            total = s
-        else:
-            total = add_nan_first(total, s) if careful else total + s
+        for k in range(k0, min(k0 + PANEL_K, k_len)):
+            s = add_nan_first(_p(x, xo, xs, w, wo, ws, k), s)
+        total = s if k0 == 0 else add_nan_first(total, s)
     return total
 
 
 @jit
-def lanes4_dot(x, xo, xs, w, wo, ws, n, careful):
-    """LANES4 (module docstring): four k-interleaved lanes over the first n - n % 4 products,
-    combined as (l0 + l2) + (l1 + l3), then the leftover products in k order.  NaN: the earlier
-    one inside a lane and in the tail, lanes by priority l0 > l2 > l1 > l3 (D1)."""
-    body = n - n % 4
-    l0 = np.float32(0.0)
-    l1 = np.float32(0.0)
-    l2 = np.float32(0.0)
-    l3 = np.float32(0.0)
-    if careful:
-        for k in range(0, body, 4):
-            l0 = add_nan_first(l0, _product(x, xo, xs, w, wo, ws, k, True))
-            l1 = add_nan_first(l1, _product(x, xo, xs, w, wo, ws, k + 1, True))
-            l2 = add_nan_first(l2, _product(x, xo, xs, w, wo, ws, k + 2, True))
-            l3 = add_nan_first(l3, _product(x, xo, xs, w, wo, ws, k + 3, True))
-        acc = add_nan_first(add_nan_first(l0, l2), add_nan_first(l1, l3))
-        for k in range(body, n):
-            acc = add_nan_first(acc, _product(x, xo, xs, w, wo, ws, k, True))
-        return acc
-    for k in range(0, body, 4):
-        l0 = l0 + _product(x, xo, xs, w, wo, ws, k, False)
-        l1 = l1 + _product(x, xo, xs, w, wo, ws, k + 1, False)
-        l2 = l2 + _product(x, xo, xs, w, wo, ws, k + 2, False)
-        l3 = l3 + _product(x, xo, xs, w, wo, ws, k + 3, False)
-    acc = (l0 + l2) + (l1 + l3)
-    for k in range(body, n):
-        acc = acc + _product(x, xo, xs, w, wo, ws, k, False)
+def _four_lanes_out(x, xo, xs, w, wo, ws, l0, k0, k1):
+    """Four k-interleaved lanes over k0 <= k < k1 (k1 - k0 a multiple of 4), lane 0 continuing
+    from l0 and the others from +0, combined as (l0 + l2) + (l1 + l3).  NaN: the earlier one
+    inside a lane, lanes by priority l0 > l2 > l1 > l3 (D1)."""
+    l1 = l2 = l3 = np.float32(0.0)
+    for k in range(k0, k1, 4):
+        l0 = add_nan_first(l0, _p(x, xo, xs, w, wo, ws, k))
+        l1 = add_nan_first(l1, _p(x, xo, xs, w, wo, ws, k + 1))
+        l2 = add_nan_first(l2, _p(x, xo, xs, w, wo, ws, k + 2))
+        l3 = add_nan_first(l3, _p(x, xo, xs, w, wo, ws, k + 3))
+    return add_nan_first(add_nan_first(l0, l2), add_nan_first(l1, l3))
+
+
+@jit
+def lanes4_out(x, xo, xs, w, wo, ws, k_len):
+    """LANES4: four k-interleaved lanes over the first K - K % 4 products, then the leftover
+    products in k order, the earlier NaN kept (D1)."""
+    body = k_len - k_len % 4
+    acc = _four_lanes_out(x, xo, xs, w, wo, ws, np.float32(0.0), np.int64(0), body)
+    for k in range(body, k_len):
+        acc = add_nan_first(acc, _p(x, xo, xs, w, wo, ws, k))
     return acc
 
 
 @jit
-def ordered_dot(order, x, xo, xs, w, wo, ws, n, careful):
-    if order == PANELS:
-        return panels_dot(x, xo, xs, w, wo, ws, n, careful)
-    if order == LANES4:
-        return lanes4_dot(x, xo, xs, w, wo, ws, n, careful)
-    return sequential_dot(x, xo, xs, w, wo, ws, n, careful)
-
-
-@jit
-def sgemm_dot(order, x, xo, xs, w, wo, ws, n):
-    """One output of the sgemm family in the machine's `order`, NaN choice included."""
-    r = ordered_dot(order, x, xo, xs, w, wo, ws, n, False)
-    if math.isnan(r):
-        r = ordered_dot(order, x, xo, xs, w, wo, ws, n, True)
-    return r
-
-
-@jit
-def tmm_dot(x_row, t_row, m):
-    """One M_TMM output at BLEN <= 8: sum_k x_row[k] * t_row[k] (t_row = tile[c + j]), LANES4."""
-    return sgemm_dot(LANES4, x_row, 0, 1, t_row, 0, 1, m)
-
-
-@jit
-def _gemv(x_row, x_off, t_row, t_off, k_len, misalign, careful):
+def gemv_out(x, xo, xs, w, wo, ws, k_len, misalign):
+    """GEMV: one output of MKL's transposed gemv (module docstring); `misalign` is the matrix
+    view's base address mod 16 bytes, in floats (0..3).  NaN choice by analogy with LANES4."""
     r_end = k_len - misalign
     if r_end <= 4:
         acc = np.float32(0.0)
         for k in range(k_len):
-            p = _product(x_row, x_off, 1, t_row, t_off, 1, k, careful)
-            acc = add_nan_first(acc, p) if careful else acc + p
+            acc = add_nan_first(acc, _p(x, xo, xs, w, wo, ws, k))
         return acc
-    head = (r_end - 1) % 4 + 1
+    head = (r_end - 1) % 4 + 1       # r_end - head is a multiple of 4
     l0 = np.float32(0.0)
     for k in range(head):
-        p = _product(x_row, x_off, 1, t_row, t_off, 1, k, careful)
-        l0 = add_nan_first(l0, p) if careful else l0 + p
-    l1 = np.float32(0.0)
-    l2 = np.float32(0.0)
-    l3 = np.float32(0.0)
-    for k in range(head, r_end, 4):   # r_end - head is a multiple of 4
-        p0 = _product(x_row, x_off, 1, t_row, t_off, 1, k, careful)
-        p1 = _product(x_row, x_off, 1, t_row, t_off, 1, k + 1, careful)
-        p2 = _product(x_row, x_off, 1, t_row, t_off, 1, k + 2, careful)
-        p3 = _product(x_row, x_off, 1, t_row, t_off, 1, k + 3, careful)
-        if careful:
-            l0 = add_nan_first(l0, p0)
-            l1 = add_nan_first(l1, p1)
-            l2 = add_nan_first(l2, p2)
-            l3 = add_nan_first(l3, p3)
-        else:
-            l0 = l0 + p0
-            l1 = l1 + p1
-            l2 = l2 + p2
-            l3 = l3 + p3
-    if careful:
-        acc = add_nan_first(add_nan_first(l0, l2), add_nan_first(l1, l3))
-    else:
-        acc = (l0 + l2) + (l1 + l3)
+        l0 = add_nan_first(l0, _p(x, xo, xs, w, wo, ws, k))
+    acc = _four_lanes_out(x, xo, xs, w, wo, ws, l0, head, r_end)
     for k in range(r_end, k_len):
-        p = _product(x_row, x_off, 1, t_row, t_off, 1, k, careful)
-        acc = add_nan_first(acc, p) if careful else acc + p
+        acc = add_nan_first(acc, _p(x, xo, xs, w, wo, ws, k))
     return acc
 
 
 @jit
-def gemv_dot(x_row, x_off, t_row, t_off, k_len, misalign):
-    """sum_k x_row[x_off + k] * t_row[t_off + k], k < k_len, in MKL's transposed gemv order.
+def ordered_out(order, misalign, x, xo, xs, w, wo, ws, k_len):
+    """One output in `order` (SEQUENTIAL, LANES4, PANELS, or GEMV with `misalign`)."""
+    if order == PANELS:
+        return panels_out(x, xo, xs, w, wo, ws, k_len)
+    if order == LANES4:
+        return lanes4_out(x, xo, xs, w, wo, ws, k_len)
+    if order == GEMV:
+        return gemv_out(x, xo, xs, w, wo, ws, k_len, misalign)
+    return sequential_out(x, xo, xs, w, wo, ws, k_len)
 
-    `misalign` is the matrix view's base address mod 16 bytes, in floats (0..3). The order
-    (module docstring): a sequential head folded into lane 0, four k-interleaved lanes combined
-    as (lane0 + lane2) + (lane1 + lane3), then `misalign` trailing products in k order.  NaN
-    choice by analogy with LANES4 (unverified).
-    """
-    r = _gemv(x_row, x_off, t_row, t_off, k_len, misalign, False)
-    if math.isnan(r):
-        r = _gemv(x_row, x_off, t_row, t_off, k_len, misalign, True)
-    return r
+
+# Row-vector forms (the tests' and the fixture generator's view of the same definitions).
+
+@jit
+def tmm_dot(x_row, t_row, m):
+    """One M_TMM output at BLEN <= 8: sum_k x_row[k] * t_row[k] (t_row = tile[c + j]), LANES4."""
+    return lanes4_out(x_row, 0, 1, t_row, 0, 1, m)
+
+
+@jit
+def gemv_dot(x_row, x_off, t_row, t_off, k_len, misalign):
+    """sum_k x_row[x_off + k] * t_row[t_off + k], k < k_len, in the GEMV order."""
+    return gemv_out(x_row, x_off, 1, t_row, t_off, 1, k_len, misalign)
 
 
 @jit
@@ -301,3 +258,169 @@ def btmv_dot(x_row, x_off, t_row, ho, h):
     MKL's alignment-dependent split uses misalign = ho % 4.
     """
     return gemv_dot(x_row, x_off, t_row, ho, h, ho % 4)
+
+
+# Fast path: every output of one instruction at once, accumulated.  The outputs are independent
+# accumulators, so the innermost loop runs over them (n: contiguous in W and in the sums), which
+# the compiler maps onto SIMD lanes, while each output still adds its own products in exactly the
+# order above.  No fastmath: a vectorised `s + x * w` is the same separate f32 multiply and add
+# (no FMA contraction, no reassociation), so the bits are those of the scalar definitions whenever
+# an output is finite; a NaN output is recomputed by the definitions, which apply the NaN choice
+# operand by operand.  Rows go four at a time (each row of W is loaded once for four of them) and
+# are accumulated right away, so the working set stays in L1 whatever the instruction's size.
+#
+# Operands: X is 2-D, row i's k-th element at x[i, xo + k*xs]; W is flat, W[k, n] at
+# w[wo + k*ws + n], so a tile's rows serve as W without a copy.
+
+GROUP = 4           # rows computed together
+WORK_ROWS = 5 * GROUP   # f32 scratch rows: a group's sums, then four lane / panel partial sums
+STORE, CONTINUE = 0, 1   # a pass starts its sums from +0, or continues the sums already there
+
+
+@jit
+def _pass_4x4(x, i0, xo, xs, w, wo, ws, out, o, k0, k1, kstep, mode):
+    """`_pass` for 4 rows of 4 outputs (BLEN 4): the 16 sums stay in registers across k."""
+    z = np.float32(0.0)
+    s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = z
+    s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = z
+    if mode != STORE:
+        s00, s01, s02, s03 = out[o, 0], out[o, 1], out[o, 2], out[o, 3]
+        s10, s11, s12, s13 = out[o + 1, 0], out[o + 1, 1], out[o + 1, 2], out[o + 1, 3]
+        s20, s21, s22, s23 = out[o + 2, 0], out[o + 2, 1], out[o + 2, 2], out[o + 2, 3]
+        s30, s31, s32, s33 = out[o + 3, 0], out[o + 3, 1], out[o + 3, 2], out[o + 3, 3]
+    for k in range(k0, k1, kstep):
+        xk = xo + k * xs
+        x0 = x[i0, xk]
+        x1 = x[i0 + 1, xk]
+        x2 = x[i0 + 2, xk]
+        x3 = x[i0 + 3, xk]
+        wk = wo + k * ws
+        w0 = w[wk]
+        w1 = w[wk + 1]
+        w2 = w[wk + 2]
+        w3 = w[wk + 3]
+        s00 = s00 + x0 * w0
+        s01 = s01 + x0 * w1
+        s02 = s02 + x0 * w2
+        s03 = s03 + x0 * w3
+        s10 = s10 + x1 * w0
+        s11 = s11 + x1 * w1
+        s12 = s12 + x1 * w2
+        s13 = s13 + x1 * w3
+        s20 = s20 + x2 * w0
+        s21 = s21 + x2 * w1
+        s22 = s22 + x2 * w2
+        s23 = s23 + x2 * w3
+        s30 = s30 + x3 * w0
+        s31 = s31 + x3 * w1
+        s32 = s32 + x3 * w2
+        s33 = s33 + x3 * w3
+    out[o, 0], out[o, 1], out[o, 2], out[o, 3] = s00, s01, s02, s03
+    out[o + 1, 0], out[o + 1, 1], out[o + 1, 2], out[o + 1, 3] = s10, s11, s12, s13
+    out[o + 2, 0], out[o + 2, 1], out[o + 2, 2], out[o + 2, 3] = s20, s21, s22, s23
+    out[o + 3, 0], out[o + 3, 1], out[o + 3, 2], out[o + 3, 3] = s30, s31, s32, s33
+
+
+@jit
+def _pass(x, i0, xo, xs, w, wo, ws, out, o, g, nn, k0, k1, kstep, mode):
+    """out[o + r, n] (r < g, n < nn) from +0 (STORE) or from its value (CONTINUE), plus
+    X[i0 + r, k] * W[k, n] for k = k0, k0 + kstep, ... < k1, in that order."""
+    if g == GROUP and nn == 4:
+        _pass_4x4(x, i0, xo, xs, w, wo, ws, out, o, k0, k1, kstep, mode)
+        return
+    if g == GROUP:
+        o0 = out[o]            # 1-D rows: the vectoriser then checks their overlap once per loop
+        o1 = out[o + 1]
+        o2 = out[o + 2]
+        o3 = out[o + 3]
+        if mode == STORE:
+            for n in range(nn):
+                o0[n] = 0.0
+                o1[n] = 0.0
+                o2[n] = 0.0
+                o3[n] = 0.0
+        for k in range(k0, k1, kstep):
+            xk = xo + k * xs
+            x0 = x[i0, xk]
+            x1 = x[i0 + 1, xk]
+            x2 = x[i0 + 2, xk]
+            x3 = x[i0 + 3, xk]
+            wk = w[wo + k * ws:wo + k * ws + nn]
+            for n in range(nn):
+                wv = wk[n]
+                o0[n] = o0[n] + x0 * wv
+                o1[n] = o1[n] + x1 * wv
+                o2[n] = o2[n] + x2 * wv
+                o3[n] = o3[n] + x3 * wv
+        return
+    for r in range(g):
+        orow = out[o + r]
+        if mode == STORE:
+            for n in range(nn):
+                orow[n] = 0.0
+        for k in range(k0, k1, kstep):
+            xv = x[i0 + r, xo + k * xs]
+            wk = w[wo + k * ws:wo + k * ws + nn]
+            for n in range(nn):
+                orow[n] = orow[n] + xv * wk[n]
+
+
+@jit
+def _group_sums(order, misalign, x, i0, xo, xs, w, wo, ws, k_len, g, nn, work):
+    """work[r, n] = the sum for X row i0 + r, output n, in `order` (plain f32 adds); rows
+    GROUP.. of `work` hold lane / panel partial sums (lane l from row GROUP * (l + 1))."""
+    # run-time ints, not literals: numba compiles a callee once per literal argument value
+    zero, one, four = np.int64(0), np.int64(1), np.int64(4)
+    store, cont, lane = np.int64(STORE), np.int64(CONTINUE), np.int64(GROUP)
+    if order == PANELS:
+        _pass(x, i0, xo, xs, w, wo, ws, work, zero, g, nn, zero, min(PANEL_K, k_len), one, store)
+        for k0 in range(PANEL_K, k_len, PANEL_K):       # panel sums added left to right
+            _pass(x, i0, xo, xs, w, wo, ws, work, lane, g, nn, k0, min(k0 + PANEL_K, k_len), one, store)
+            for r in range(g):
+                for n in range(nn):
+                    work[r, n] = work[r, n] + work[lane + r, n]
+        return
+    if order == SEQUENTIAL or (order == GEMV and k_len - misalign <= 4):   # plain k order
+        _pass(x, i0, xo, xs, w, wo, ws, work, zero, g, nn, zero, k_len, one, store)
+        return
+    if order == LANES4:
+        tail = k_len - k_len % 4
+        for l in range(4):
+            _pass(x, i0, xo, xs, w, wo, ws, work, lane * (l + 1), g, nn, l, tail, four, store)
+    else:               # GEMV: a k-order head folded into lane 0, then the four lanes
+        tail = k_len - misalign
+        head = (tail - 1) % 4 + 1
+        _pass(x, i0, xo, xs, w, wo, ws, work, lane, g, nn, zero, head, one, store)
+        _pass(x, i0, xo, xs, w, wo, ws, work, lane, g, nn, head, tail, four, cont)
+        for l in range(1, 4):
+            _pass(x, i0, xo, xs, w, wo, ws, work, lane * (l + 1), g, nn, head + l, tail, four, store)
+    for r in range(g):              # (lane0 + lane2) + (lane1 + lane3), then the tail in k order
+        for n in range(nn):
+            work[r, n] = ((work[lane + r, n] + work[3 * lane + r, n])
+                          + (work[2 * lane + r, n] + work[4 * lane + r, n]))
+    _pass(x, i0, xo, xs, w, wo, ws, work, zero, g, nn, tail, k_len, one, cont)
+
+
+@jit
+def accumulate_products(order, misalign, x, xo, xs, w, wo, ws, k_len, nb, nn, acc, scale, work):
+    """acc[i, n] = acc[i, n] + (sum_k X[i, k] * W[k, n]) * scale for i < nb, n < nn: every
+    output of one instruction, each sum in `order` (k < k_len) with its NaN choice, the update
+    keeping the new value's NaN (`add_nan_second`, as A5's elementwise adds; unverified for the
+    accumulators).  `work` is f32 scratch of WORK_ROWS rows of at least nn."""
+    for i0 in range(0, nb, GROUP):
+        g = min(GROUP, nb - i0)
+        _group_sums(order, misalign, x, i0, xo, xs, w, wo, ws, k_len, g, nn, work)
+        for r in range(g):
+            i = i0 + r
+            nans = 0
+            for n in range(nn):      # a count, not an early exit, so that it vectorises
+                nans += (work[r, n] != work[r, n]) + (acc[i, n] != acc[i, n])
+            if nans == 0:
+                for n in range(nn):
+                    acc[i, n] = acc[i, n] + work[r, n] * scale
+                continue
+            for n in range(nn):
+                v = work[r, n]
+                if math.isnan(v):
+                    v = ordered_out(order, misalign, x[i], xo, xs, w, wo + n, ws, k_len)
+                acc[i, n] = add_nan_second(acc[i, n], v * scale)

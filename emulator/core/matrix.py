@@ -3,23 +3,35 @@
 Products are exact in f32 (bf16 x bf16 or bf16 x E4M3*2^k), so only the summation order and the
 NaN choice matter; both live in `matmul_order` (verified-corrections A4, D1), which says which
 orders are verified at which shapes.  The order codes come in `params` (chosen by BLEN when the
-machine is built).  Accumulator updates keep the new result's NaN (`add_nan_second`, as A5's
-elementwise adds; unverified for the accumulators).
+machine is built).  Each op lays its operands out once per instruction in the f32 scratch (X rows
+from VRAM, W[k, n] contiguous in n) and hands the whole instruction to
+`matmul_order.accumulate_products`, which computes the independent outputs side by side (SIMD)
+and each output in its own order.
 """
 
 import numpy as np
 
 from .common import fail, mram_tile, note_vram_write, u32, vram_row
 from .jit import jit
-from .matmul_order import btmv_dot, sgemm_dot, tmv_dot
-from .numerics import add_nan_second, bf16_row_to_f32, f32_row_to_bf16
+from .matmul_order import GEMV, WORK_ROWS, accumulate_products
+from .numerics import bf16_row_to_f32, f32_row_to_bf16
 from .state import (
     E_BLOCK_ALIGN, E_BMV_SHAPE, E_BROADCAST_ASSERT, E_BWO_ALIGN, E_HEAD_ALIGN, E_MM_ROW_GRANULAR,
     E_MV_OFFSET_RANGE, E_NARROW, E_WO_ALIGN, P_BLEN, P_BROADCAST, P_HLEN, P_MLEN, P_MM_ORDER, P_MRAM_TILES,
     P_TMM_ORDER, P_VLEN, P_VRAM_DEPTH, VRAM_ROWS_USED,
 )
 
+# Constant int arguments are passed as np.int64(...): numba compiles a callee once per literal
+# argument value, and one compiled `accumulate_products` serves every op.
 BMM_SCALE = np.float32(0.25)  # the reference's bmm_scale register: fixed, no instruction writes it
+NO_SCALE = np.float32(1.0)    # x * 1 is exact (a NaN is quieted, as the accumulator update does anyway)
+
+
+def scratch_shape(mlen: int, vlen: int) -> tuple[int, int]:
+    """Rows x width of the f32 scratch the matrix and vector kernels share (the runner allocates
+    it once per machine): operand rows X (up to M), a transposed matrix operand W (up to M rows)
+    and `accumulate_products`' work rows.  The vector kernels use its first three rows."""
+    return 2 * max(mlen, 3) + WORK_ROWS, max(mlen, vlen)
 
 
 @jit
@@ -32,6 +44,22 @@ def _load_rows(vram, addr, nrows, params, out, err, pc):
             return False
         bf16_row_to_f32(vram[r], out[i])
     return True
+
+
+@jit
+def _transpose(tile, m, first, k_len, nn, scratch):
+    """W[k, n] = tile[first + n*M + k] (k < k_len, n < nn) into scratch rows M.., the outputs
+    contiguous; returns (flat scratch, W's offset, W's row stride) for `accumulate_products`."""
+    width = scratch.shape[1]
+    for k in range(k_len):
+        for n in range(nn):
+            scratch[m + k, n] = tile[first + n * m + k]
+    return scratch.reshape((scratch.shape[0] * width,)), m * width, width
+
+
+@jit
+def _work(scratch, m):
+    return scratch[2 * max(m, 3):]
 
 
 @jit
@@ -48,17 +76,16 @@ def m_mm(transposed, m_addr, v_addr, vram, mram, macc, params, scratch, err, pc)
     t = mram_tile(m_addr - off, m, params[P_MRAM_TILES], err, pc)
     if t < 0:
         return False
-    x = scratch[:b]
-    if not _load_rows(vram, v_addr, b, params, x, err, pc):
+    if not _load_rows(vram, v_addr, b, params, scratch, err, pc):
         return False
-    tile = mram[t]
-    for i in range(b):
-        for j in range(b):
-            if transposed:   # row c + j of the tile
-                acc = sgemm_dot(params[P_TMM_ORDER], x[i], 0, 1, tile, (c + j) * m, 1, m)
-            else:            # column c + j of the tile
-                acc = sgemm_dot(params[P_MM_ORDER], x[i], 0, 1, tile, c + j, m, m)
-            macc[i, j] = add_nan_second(macc[i, j], acc)
+    if transposed:   # W[k, j] = T[c + j][k]
+        w, wo, ws = _transpose(mram[t], m, c * m, m, b, scratch)
+        order = params[P_TMM_ORDER]
+    else:            # W[k, j] = T[k][c + j]: the tile's rows as they are
+        w, wo, ws = mram[t], c, m
+        order = params[P_MM_ORDER]
+    zero, one = np.int64(0), np.int64(1)
+    accumulate_products(order, zero, scratch, zero, one, w, wo, ws, m, b, b, macc, NO_SCALE, _work(scratch, m))
     return True
 
 
@@ -78,15 +105,17 @@ def m_mv(transposed, m_addr, v_addr, vram, mram, vacc, params, scratch, err, pc)
         t = mram_tile(m_addr - c, m, params[P_MRAM_TILES], err, pc)
     if t < 0:
         return False
-    x = scratch[:1]
-    if not _load_rows(vram, v_addr, 1, params, x, err, pc):
+    if not _load_rows(vram, v_addr, np.int64(1), params, scratch, err, pc):
         return False
-    for j in range(b):
-        if transposed:
-            acc = tmv_dot(x[0], mram[t, j * m:(j + 1) * m], m)
-        else:
-            acc = sgemm_dot(params[P_MM_ORDER], x[0], 0, 1, mram[t], c + j, m, m)
-        vacc[j] = add_nan_second(vacc[j], acc)
+    if transposed:   # W[k, j] = T[j][k]; the gemv's matrix view starts at the tile base
+        w, wo, ws = _transpose(mram[t], m, np.int64(0), m, b, scratch)
+        order = np.int64(GEMV)
+    else:            # W[k, j] = T[k][c + j]
+        w, wo, ws = mram[t], c, m
+        order = params[P_MM_ORDER]
+    zero, one = np.int64(0), np.int64(1)
+    accumulate_products(order, zero, scratch, zero, one, w, wo, ws, m, one, b, vacc.reshape((1, b)), NO_SCALE,
+                        _work(scratch, m))
     return True
 
 
@@ -133,17 +162,14 @@ def m_bmm(m_addr, v_addr, vram, mram, hmacc, params, scratch, err, pc):
     t, ho = _broadcast_head(m_addr, m * params[P_BLEN], params, err, pc)
     if t < 0:
         return False
-    x = scratch[:m]
-    if not _load_rows(vram, v_addr, m, params, x, err, pc):
+    if not _load_rows(vram, v_addr, m, params, scratch, err, pc):
         return False
     h = params[P_HLEN]
     nb = params[P_BROADCAST]
-    order = params[P_MM_ORDER]
-    for a in range(nb):
-        for i in range(m):
-            for n in range(m):   # head a: lanes k*A + a of X; column n of tile rows ho..ho+H
-                acc = sgemm_dot(order, x[i], a, nb, mram[t], ho * m + n, m, h)
-                hmacc[a, i, n] = add_nan_second(hmacc[a, i, n], acc * BMM_SCALE)
+    work = _work(scratch, m)
+    for a in range(nb):   # head a: lanes k*A + a of X; W[k, n] = T[ho + k][n], the tile's rows
+        accumulate_products(params[P_MM_ORDER], np.int64(0), scratch, a, nb, mram[t], ho * m, m, h, m, m, hmacc[a],
+                            BMM_SCALE, work)
     return True
 
 
@@ -154,17 +180,14 @@ def m_btmm(m_addr, v_addr, vram, mram, hmacc, params, scratch, err, pc):
     t, ho = _broadcast_head(m_addr, m * m, params, err, pc)
     if t < 0:
         return False
-    x = scratch[:m]
-    if not _load_rows(vram, v_addr, m, params, x, err, pc):
+    if not _load_rows(vram, v_addr, m, params, scratch, err, pc):
         return False
     h = params[P_HLEN]
-    nb = params[P_BROADCAST]
-    order = params[P_MM_ORDER]
-    for a in range(nb):
-        for i in range(m):
-            for n in range(m):   # head a: lanes a*H + k of X; row n of the tile, columns ho..ho+H
-                acc = sgemm_dot(order, x[i], a * h, 1, mram[t], n * m + ho, 1, h)
-                hmacc[a, i, n] = add_nan_second(hmacc[a, i, n], acc * BMM_SCALE)
+    w, wo, ws = _transpose(mram[t], m, ho, h, m, scratch)     # W[k, n] = T[n][ho + k]
+    work = _work(scratch, m)
+    for a in range(params[P_BROADCAST]):                     # head a: lanes a*H + k of X
+        accumulate_products(params[P_MM_ORDER], np.int64(0), scratch, a * h, np.int64(1), w, wo, ws, h, m, m,
+                            hmacc[a], BMM_SCALE, work)
     return True
 
 
@@ -175,18 +198,17 @@ def m_bmv(transposed, m_addr, v_addr, vram, mram, hvacc, params, scratch, err, p
     t, ho = _broadcast_head(m_addr, m * m if transposed else m * params[P_BLEN], params, err, pc)
     if t < 0:
         return False
-    x = scratch[:1]
-    if not _load_rows(vram, v_addr, 1, params, x, err, pc):
+    if not _load_rows(vram, v_addr, np.int64(1), params, scratch, err, pc):
         return False
     nb = params[P_BROADCAST]
     if not transposed:
         return fail(err, E_BMV_SHAPE, pc, nb, m)
     h = params[P_HLEN]
-    tile = mram[t].reshape((m, m))
-    for a in range(nb):
-        for n in range(m):
-            acc = btmv_dot(x[0], a * h, tile[n], ho, h)
-            hvacc[a, n] = add_nan_second(hvacc[a, n], acc * BMM_SCALE)
+    heads = scratch[0, :nb * h].reshape((nb, h))             # head a = lanes a*H .. a*H + H
+    w, wo, ws = _transpose(mram[t], m, ho, h, m, scratch)     # W[k, n] = T[n][ho + k]
+    # the gemv's matrix view starts ho floats into the 64-byte-aligned tile
+    accumulate_products(np.int64(GEMV), ho % 4, heads, np.int64(0), np.int64(1), w, wo, ws, h, nb, m, hvacc,
+                        BMM_SCALE, _work(scratch, m))
     return True
 
 
