@@ -5,17 +5,15 @@ two batches picked in the list's form (deltas equal to the API's numbers, regres
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.test_dashboard_browser import WAIT, Browser, _free_port  # skips when Chromium is missing
+from tests.service_util import serve
+from tests.test_dashboard_browser import Browser  # skips when Chromium is missing
 
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select  # noqa: E402
@@ -39,33 +37,8 @@ def service(tmp_path_factory):
     (inputs / "new" / "linear.asm").write_text(slower)
     for name in ("hbm.bin", "fp_sram.bin"):
         shutil.copy(EXAMPLE / name, inputs / name)
-    port = _free_port()
-    env = {**os.environ, "PLENA_API_WORKERS": "1", "PLENA_API_BATCH_ROOT": str(inputs)}
-    log = open(root / "service.log", "w")
-    proc = subprocess.Popen([sys.executable, "-c", "from api.main import serve; serve()", "--port", str(port),
-                             "--workers", "1", "--database-url", f"sqlite:///{root / 'runs.db'}",
-                             "--data-dir", str(root / "data"), "--log-level", "warning"],
-                            cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 240
-    try:
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).json().get("status") == "ok":
-                    break
-            except (httpx.HTTPError, ValueError):
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the service did not start:\n{(root / 'service.log').read_text()[-3000:]}")
-            time.sleep(0.5)
+    with serve(root, PLENA_API_BATCH_ROOT=str(inputs)) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def _run_batch(api: httpx.Client, version: str) -> dict:

@@ -15,11 +15,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
@@ -27,6 +25,7 @@ import pytest
 
 from emulator.asm import assemble
 from tests.conftest import CONFORMANCE, NO_CORPUS
+from tests.service_util import serve
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "linear"
@@ -61,43 +60,11 @@ def fmt(n: int) -> str:
     return f"{n:,}"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
     """The real service (`plena-serve`) on a loopback port with a temporary database."""
-    root = tmp_path_factory.mktemp("dashboard-service")
-    port = _free_port()
-    env = {**os.environ, "PLENA_API_WORKERS": "1", "PLENA_API_RETENTION_GRACE_SECONDS": "3600"}
-    log = open(root / "service.log", "w")
-    proc = subprocess.Popen([sys.executable, "-c", "from api.main import serve; serve()", "--port", str(port),
-                             "--workers", "1", "--database-url", f"sqlite:///{root / 'runs.db'}",
-                             "--data-dir", str(root / "data"), "--log-level", "warning"],
-                            cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 240
-    try:
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).json().get("status") == "ok":
-                    break
-            except (httpx.HTTPError, ValueError):
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the service did not start:\n{(root / 'service.log').read_text()[-3000:]}")
-            time.sleep(0.5)
+    with serve(tmp_path_factory.mktemp("dashboard-service"), PLENA_API_RETENTION_GRACE_SECONDS="3600") as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def _example_files(**extra) -> dict:
