@@ -14,34 +14,26 @@ recorded as cancelled at once).  Budgets still hold: `run()` enforces them itsel
 from __future__ import annotations
 
 import logging
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .jobs import Job, QueueFull, _pool_outcome
+from .jobs import Job, JobPool, _pool_outcome
 from .worker import execute
 
 log = logging.getLogger("plena.api.dask")
 
 
-class DaskPool:
+class DaskPool(JobPool):
     def __init__(self, address: str, queue_limit: int, *, retry_after: int = 5, warmup: bool = True,
                  on_start: Any = None, on_finish: Any = None, connect_timeout: float = 30.0):
+        super().__init__(queue_limit, retry_after, warmup, on_start, on_finish)
         self.address = address
-        self.queue_limit = queue_limit
-        self.retry_after = retry_after
-        self.warmup = warmup
-        self.on_start = on_start
-        self.on_finish = on_finish
         self.connect_timeout = connect_timeout
         self.client: Any = None
-        self._lock = threading.Lock()
-        self._jobs: dict[str, Job] = {}
         self._futures: dict[str, Any] = {}
         # Storing results touches the database: never on the Dask client's event loop.
         self._callbacks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="plena-dask-done")
         self._stopping = False
-        self.started_workers = 0
 
     @property
     def size(self) -> int:
@@ -74,11 +66,6 @@ class DaskPool:
 
     # ------------------------------------------------------------------ state
     @property
-    def in_flight(self) -> int:
-        with self._lock:
-            return len(self._jobs)
-
-    @property
     def workers_ready(self) -> int:
         if self.client is None or self.client.status != "running":
             return 0
@@ -95,25 +82,14 @@ class DaskPool:
     def warmup_problems(self) -> list[str]:
         return []
 
-    def get(self, job_id: str) -> Job | None:
-        with self._lock:
-            return self._jobs.get(job_id)
-
     # ------------------------------------------------------------------ submit / cancel
     def submit(self, job: Job) -> Job:
-        with self._lock:
-            if self._stopping or len(self._jobs) >= self.queue_limit:
-                raise QueueFull(self.queue_limit, self.retry_after)
-            self._jobs[job.id] = job
+        self._admit(job, self._stopping)
         fut = self.client.submit(execute, job.payload, key=f"plena-run-{job.id}", pure=False)
         self._futures[job.id] = fut
         job.state = "running"      # handed to the cluster: Dask does not say when a worker starts it
         job.touch()
-        if self.on_start is not None:
-            try:
-                self.on_start(job)
-            except Exception:
-                log.exception("recording the start of run %s failed", job.id)
+        self._started(job)
         fut.add_done_callback(lambda f, job=job: self._callbacks.submit(self._finished, job, f))
         return job
 
@@ -149,12 +125,4 @@ class DaskPool:
             if self._jobs.pop(job.id, None) is None:
                 return
             self._futures.pop(job.id, None)
-        if self.on_finish is not None:
-            try:
-                outcome = self.on_finish(job, outcome) or outcome
-            except Exception:
-                log.exception("storing the result of run %s failed", job.id)
-        job.state = "done"
-        job.touch()
-        if not job.future.done():
-            job.future.set_result(outcome)
+        self._settle(job, self._stored(job, outcome))

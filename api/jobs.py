@@ -90,6 +90,62 @@ def _pool_outcome(status: str, kind: str, message: str) -> dict[str, Any]:
             "outputs": [], "dumps": {}, "trace": None, "profile": None, "profile_json": None, "warnings": []}
 
 
+class JobPool:
+    """What the local worker pool and the Dask pool (api/dask_pool.py) share: the bounded set of jobs in flight, the
+    `on_start`/`on_finish` hooks (the run history) and resolving a job's future once."""
+
+    def __init__(self, queue_limit: int, retry_after: int, warmup: bool,
+                 on_start: Callable[[Job], None] | None,
+                 on_finish: Callable[[Job, dict[str, Any]], dict[str, Any]] | None):
+        self.queue_limit = queue_limit
+        self.retry_after = retry_after
+        self.warmup = warmup
+        self.on_start = on_start
+        self.on_finish = on_finish
+        self._lock = threading.Lock()
+        self._jobs: dict[str, Job] = {}
+        self.started_workers = 0        # worker processes started over the pool's life (replacements count)
+
+    @property
+    def in_flight(self) -> int:
+        with self._lock:
+            return len(self._jobs)
+
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def _admit(self, job: Job, stopping: bool) -> None:
+        """Count `job` in flight, or raise QueueFull (the API's 429) when the pool is full or stopping."""
+        with self._lock:
+            if stopping or len(self._jobs) >= self.queue_limit:
+                raise QueueFull(self.queue_limit, self.retry_after)
+            self._jobs[job.id] = job
+
+    def _started(self, job: Job) -> None:
+        if self.on_start is not None:
+            try:
+                self.on_start(job)
+            except Exception:
+                log.exception("recording the start of run %s failed", job.id)
+
+    def _stored(self, job: Job, outcome: dict[str, Any]) -> dict[str, Any]:
+        """The outcome after `on_finish` recorded it (a failure to record is logged, never raised)."""
+        if self.on_finish is not None:
+            try:
+                return self.on_finish(job, outcome) or outcome
+            except Exception:
+                log.exception("storing the result of run %s failed", job.id)
+        return outcome
+
+    @staticmethod
+    def _settle(job: Job, outcome: dict[str, Any]) -> None:
+        job.state = "done"
+        job.touch()
+        if not job.future.done():
+            job.future.set_result(outcome)
+
+
 class _Worker:
     """One worker process and the service end of its pipe."""
 
@@ -135,29 +191,22 @@ class _Worker:
         self.conn.close()
 
 
-class WorkerPool:
+class WorkerPool(JobPool):
     """`size` worker processes serving a bounded FIFO of jobs."""
 
     def __init__(self, size: int, queue_limit: int, *, retry_after: int = 5, warmup: bool = True,
                  start_method: str = "spawn", kill_grace_seconds: float = 5.0,
                  on_start: Callable[[Job], None] | None = None,
                  on_finish: Callable[[Job, dict[str, Any]], dict[str, Any]] | None = None):
+        super().__init__(queue_limit, retry_after, warmup, on_start, on_finish)
         self.size = size
-        self.queue_limit = queue_limit
-        self.retry_after = retry_after
-        self.warmup = warmup
         self.grace = kill_grace_seconds
-        self.on_start = on_start
-        self.on_finish = on_finish
         self._ctx = multiprocessing.get_context(start_method)
         self._queue: queue.Queue = queue.Queue()
-        self._lock = threading.Lock()
-        self._jobs: dict[str, Job] = {}
         self._workers: list[_Worker | None] = [None] * size
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
         self._ready = [threading.Event() for _ in range(size)]
-        self.started_workers = 0        # processes started over the pool's life (replacements count)
 
     # ------------------------------------------------------------------ life cycle
     def start(self, wait: bool = True, timeout: float | None = None) -> None:
@@ -187,11 +236,6 @@ class WorkerPool:
 
     # ------------------------------------------------------------------ state
     @property
-    def in_flight(self) -> int:
-        with self._lock:
-            return len(self._jobs)
-
-    @property
     def workers_ready(self) -> int:
         return sum(1 for w in self._workers if w is not None and w.ready and w.process.is_alive())
 
@@ -203,18 +247,9 @@ class WorkerPool:
     def warmup_problems(self) -> list[str]:
         return [w.problem for w in self._workers if w is not None and w.problem]
 
-    def get(self, job_id: str) -> Job | None:
-        with self._lock:
-            return self._jobs.get(job_id)
-
     # ------------------------------------------------------------------ submit / cancel
     def submit(self, job: Job) -> Job:
-        with self._lock:
-            if self._stopping.is_set():
-                raise QueueFull(self.queue_limit, self.retry_after)
-            if len(self._jobs) >= self.queue_limit:
-                raise QueueFull(self.queue_limit, self.retry_after)
-            self._jobs[job.id] = job
+        self._admit(job, self._stopping.is_set())
         self._queue.put(job)
         return job
 
@@ -235,17 +270,10 @@ class WorkerPool:
 
     def _resolve(self, job: Job, outcome: dict[str, Any]) -> None:
         """Finish a job exactly once: store (on_finish), release its queue slot, resolve the future."""
-        if self.on_finish is not None:
-            try:
-                outcome = self.on_finish(job, outcome) or outcome
-            except Exception:
-                log.exception("storing the result of run %s failed", job.id)
+        outcome = self._stored(job, outcome)
         with self._lock:
             self._jobs.pop(job.id, None)
-            job.state = "done"
-            job.touch()
-        if not job.future.done():
-            job.future.set_result(outcome)
+        self._settle(job, outcome)
 
     # ------------------------------------------------------------------ dispatch
     def _spawn(self, slot: int) -> _Worker | None:
@@ -297,11 +325,7 @@ class WorkerPool:
                     continue
                 job.state = "running"
                 job.touch()
-            if self.on_start is not None:
-                try:
-                    self.on_start(job)
-                except Exception:
-                    log.exception("recording the start of run %s failed", job.id)
+            self._started(job)
             outcome = self._execute(slot, job)
             self._resolve(job, outcome)
             if self._workers[slot] is None and not self._stopping.is_set():
