@@ -22,16 +22,23 @@ from pathlib import Path
 
 import numba
 
-_JITTED_PACKAGES = ("core", "hbm")
+_ROOT = Path(__file__).resolve().parent
+# Every module that defines jitted functions (tests/test_first_run.py checks the list is complete).
+_JITTED_PACKAGES = ("core", "hbm", "timing")
+_JITTED_MODULES = (_ROOT.parent / "profiler" / "static.py",)
+
+
+def jitted_sources() -> list[Path]:
+    """The files whose contents key the cache directory."""
+    files = [path for pkg in _JITTED_PACKAGES for path in sorted((_ROOT / pkg).glob("*.py"))]
+    return files + [path for path in _JITTED_MODULES if path.exists()]
 
 
 def source_digest() -> str:
-    root = Path(__file__).resolve().parent
     h = hashlib.sha256()
-    for pkg in _JITTED_PACKAGES:
-        for path in sorted((root / pkg).glob("*.py")):
-            h.update(path.name.encode())
-            h.update(path.read_bytes())
+    for path in jitted_sources():
+        h.update(str(path.relative_to(_ROOT.parent)).encode())
+        h.update(path.read_bytes())
     h.update(numba.__version__.encode())
     return h.hexdigest()[:16]
 

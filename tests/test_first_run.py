@@ -119,3 +119,25 @@ def test_in_process_run_is_warm_after_a_run():
 
     run("S_ADDI_INT gp1, gp0, 1")
     assert is_cached(run_loop)
+
+
+def test_every_jitted_module_keys_the_cache():
+    """numba checks only a loaded function's own file: an edit to an inlined callee in another
+    module must change the cache directory, so every module defining jitted code is hashed."""
+    import importlib
+    import pkgutil
+
+    from numba.core.registry import CPUDispatcher
+
+    import emulator
+    import profiler
+    from emulator._jit_cache import jitted_sources
+
+    hashed = {p.resolve() for p in jitted_sources()}
+    defining = set()
+    for pkg in (emulator, profiler):
+        for info in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
+            mod = importlib.import_module(info.name)
+            if any(isinstance(v, CPUDispatcher) and v.py_func.__module__ == mod.__name__ for v in vars(mod).values()):
+                defining.add(Path(mod.__file__).resolve())
+    assert defining and defining <= hashed, sorted(map(str, defining - hashed))

@@ -66,6 +66,22 @@ def _rw(fr, fw, n, row):
 
 
 @inline_jit
+def _sram_load(fr, fw, n, addr_reg, cell, dest):
+    """S_LD_*: the address register and the SRAM cell are read, the destination register written."""
+    n = _add(fr, fw, n, addr_reg, False)
+    n = _add(fr, fw, n, cell, False)
+    return _add(fr, fw, n, dest, True)
+
+
+@inline_jit
+def _sram_store(fr, fw, n, src, addr_reg, cell):
+    """S_ST_*: the source and address registers are read, the SRAM cell written."""
+    n = _add(fr, fw, n, src, False)
+    n = _add(fr, fw, n, addr_reg, False)
+    return _add(fr, fw, n, cell, True)
+
+
+@inline_jit
 def footprint(h, rd, rs1, rs2, rs3, imm18, g_rd, g_rs1, g_rs2, top_loop_reg, params, base, fr, fw):
     """fr[:n], fw[:n] = table rows the instruction reads (fw False) and writes (fw True); returns n.
 
@@ -88,13 +104,9 @@ def footprint(h, rd, rs1, rs2, rs3, imm18, g_rd, g_rs1, g_rs2, top_loop_reg, par
     elif h == H_S_LUI_INT or h == H_C_LOOP_START:
         n = _add(fr, fw, n, gp + rd, True)
     elif h == H_S_LD_INT:
-        n = _add(fr, fw, n, gp + rs1, False)
-        n = _add(fr, fw, n, base[SP_INTSRAM] + u32(g_rs1 + imm18), False)
-        n = _add(fr, fw, n, gp + rd, True)
+        n = _sram_load(fr, fw, n, gp + rs1, base[SP_INTSRAM] + u32(g_rs1 + imm18), gp + rd)
     elif h == H_S_ST_INT:
-        n = _add(fr, fw, n, gp + rd, False)
-        n = _add(fr, fw, n, gp + rs1, False)
-        n = _add(fr, fw, n, base[SP_INTSRAM] + u32(g_rs1 + imm18), True)
+        n = _sram_store(fr, fw, n, gp + rd, gp + rs1, base[SP_INTSRAM] + u32(g_rs1 + imm18))
     elif h == H_C_LOOP_END:
         n = _rw(fr, fw, n, gp + rd)
     elif h == H_C_BREAK:
@@ -221,13 +233,9 @@ def footprint(h, rd, rs1, rs2, rs3, imm18, g_rd, g_rs1, g_rs2, top_loop_reg, par
             n = _add(fr, fw, n, fp + rs1, False)
             n = _add(fr, fw, n, fp + rd, True)
     elif h == H_S_LD_FP:
-        n = _add(fr, fw, n, gp + rs1, False)
-        n = _add(fr, fw, n, base[SP_FPSRAM] + u32(g_rs1 + imm18), False)
-        n = _add(fr, fw, n, fp + rd, True)
+        n = _sram_load(fr, fw, n, gp + rs1, base[SP_FPSRAM] + u32(g_rs1 + imm18), fp + rd)
     elif h == H_S_ST_FP:
-        n = _add(fr, fw, n, fp + rd, False)
-        n = _add(fr, fw, n, gp + rs1, False)
-        n = _add(fr, fw, n, base[SP_FPSRAM] + u32(g_rs1 + imm18), True)
+        n = _sram_store(fr, fw, n, fp + rd, gp + rs1, base[SP_FPSRAM] + u32(g_rs1 + imm18))
     elif h == H_S_MAP_V_FP:
         start = u32(g_rs1 + imm18)
         n = _add(fr, fw, n, gp + rs1, False)
