@@ -6,11 +6,21 @@
 - error_model="numpy": float division by zero gives inf/NaN as IEEE says (the reference relies
   on 1/0 = inf) instead of raising ZeroDivisionError.
 - fastmath stays off: the reference's results depend on exact f32 operation order.
+- _nrt=False (`jit`): no reference counting.  With numba's runtime on, every jitted function
+  increfs and decrefs each array argument it receives, an atomic operation pair per array per
+  call; measured as more than half the time of a scalar instruction (one call to a unit kernel
+  with four array arguments took ~300 ns instead of ~7 ns).  Kernels only read and write arrays
+  their caller owns, so nothing needs counting.  A kernel that allocates (np.empty, .copy())
+  needs the runtime: numba refuses to compile it under `jit` ("NRT required but not enabled"),
+  and it uses `jit_alloc` instead.
 """
 
 from numba import njit
 
-jit = njit(cache=True, nogil=True, error_model="numpy")
+_OPTIONS = dict(cache=True, nogil=True, error_model="numpy")
+
+jit = njit(**_OPTIONS, _nrt=False)
+jit_alloc = njit(**_OPTIONS, _nrt=True)  # explicit: a callee inherits an unset _nrt from its caller
 
 # Compile time (the first run on a fresh machine) is part of the product:
 # - numba compiles a jitted callee once per distinct argument-type tuple, and a constant argument
@@ -18,4 +28,4 @@ jit = njit(cache=True, nogil=True, error_model="numpy")
 #   version can serve, and inline tiny helpers called with many different constants (`inline_jit`);
 # - an array-to-array slice assignment pulls in numba's shape-mismatch error formatting (several
 #   seconds of compiling); the kernels copy with element loops instead.
-inline_jit = njit(cache=True, nogil=True, error_model="numpy", inline="always")
+inline_jit = njit(**_OPTIONS, _nrt=False, inline="always")

@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from .common import fail, note_vram_write, vram_row
-from .jit import jit
+from .jit import jit, jit_alloc
 from .numerics import (
     add_nan_second, bf16_row_to_f32, bf16_to_f32, exp_f32, f32_bits, f32_from_bits, f32_row_to_bf16, f32_to_bf16_reg,
     fmax_num, quiet, vec_sum_f32,
@@ -197,7 +197,7 @@ def v_red_max(rd, rs1, vram, fpr, gp, params, rows, err, pc):
     return True
 
 
-@jit
+@jit_alloc
 def v_shift(rd, rs1, rs2, vram, gp, ctrl, params, err, pc):
     """V_SHFT_V: vd[i] = vs1[i - s] for i >= s else +0, s = gp[rs2] (towards higher lanes)."""
     vlen = params[P_VLEN]
@@ -241,7 +241,7 @@ def _total_order_key(x):
     return u
 
 
-@jit
+@jit_alloc
 def v_topk(policy, rd, rs1, rs2, vram, fpsram, intsram, gp, params, rows, err, pc):
     """Routed-MoE router: top-K of E logits, softmax over the selected ones (sequential f32).
 

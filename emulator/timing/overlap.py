@@ -40,7 +40,7 @@ from numba import types
 from numba.typed import Dict
 
 from ..core.dma import h_prefetch, h_store, prefetch_blocks, store_blocks
-from ..core.jit import inline_jit, jit
+from ..core.jit import inline_jit, jit, jit_alloc
 from ..core.loop import H_H_PREFETCH_M, H_H_PREFETCH_V, H_H_STORE_V
 from ..core.state import (
     CTRL_SIZE, D_COST, D_HANDLER, D_IMM18, D_RD, D_RS1, D_RS2, D_RS3, NOW, OPLOG_AREG_RS2, OPLOG_PC,
@@ -149,7 +149,7 @@ def _commit(res, row, write, dyn, end, dep_fin):
             res[row, R_DEP] = dep_fin
 
 
-@jit
+@jit_alloc  # the typed dicts need numba's runtime
 def schedule(oplog, n_rows, first_row, dec, params, base, unit_of, occupancy, res, hbm_index, hbm_res,
              sc, units, qstart, qdyn, per_pc, dyn, stalls, fr, fw, hb, ts, dgp, dareg, dctrl, dvram, dmram,
              dpt, dpool, df32, du8, dblk, done, derr):
