@@ -57,7 +57,8 @@ def read_bytes(pt, pool, capacity, addr, out, n):
         if p < 0:
             out[i:i + chunk] = 0
         else:
-            out[i:i + chunk] = pool[p, off:off + chunk]
+            for k in range(chunk):  # element loop, not a slice copy: see core/jit.py
+                out[i + k] = pool[p, off + k]
         i += chunk
 
 
@@ -114,7 +115,8 @@ def write_bytes(pt, pool, pages_used, addr, data, n):
             pt[s, 1] = p
             pool[p, :] = 0
             pages_used += 1
-        pool[p, off:off + chunk] = data[i:i + chunk]
+        for k in range(chunk):  # element loop, not a slice copy: see core/jit.py
+            pool[p, off + k] = data[i + k]
         i += chunk
     return pages_used
 
