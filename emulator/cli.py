@@ -20,7 +20,6 @@ from pathlib import Path
 from .cli_args import UNBOUNDED_NOTE, positive_int, positive_seconds
 from .errors import BudgetExceeded, InputError
 from .settings import SettingsError, load_settings
-from .timing.report import overlap_report_text
 
 EXIT_OK, EXIT_INPUT, EXIT_EMULATION, EXIT_BUDGET = 0, 2, 3, 4
 EXIT_INTERRUPTED = 130   # 128 + SIGINT, as shells report a Ctrl-C
@@ -314,6 +313,7 @@ def _emulate(argv: list[str] | None) -> int:
         print(_report_text(summary, dumps))
         if result.overlap is not None:
             print()
+            from .timing.report import overlap_report_text  # only overlapped runs need it
             print(overlap_report_text(result.overlap, result.cycles, program.source_ref))
     if result.error is not None:
         if not args.json:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -33,7 +35,9 @@ from .images import load_fp_sram, load_hbm_preload, load_int_sram, load_vram_pre
 from .program import Program
 from .result import MachineState, RunResult, TraceEvents
 from .settings import Settings, default_settings
-from .timing.scheduler import OPLOG_CHUNK, OverlapScheduler
+
+if TYPE_CHECKING:  # imported when a run asks for the overlapped timing (start-up time)
+    from .timing.scheduler import OverlapScheduler
 
 CHUNK_INSTRUCTIONS = 1 << 20   # instructions per run-loop call between budget/progress checks
 PROGRESS_INTERVAL_S = 0.1
@@ -249,6 +253,71 @@ def dma_block_capacity(settings: Settings) -> int:
 
 
 @dataclass
+class _Setup:
+    """What a run derives from its program and settings alone (both immutable)."""
+
+    program: Program       # held, so the ids in the cache key stay theirs
+    settings: Settings
+    dec: np.ndarray | None
+    decode_error: EmulationError | None
+    warnings: list[str]
+    params: np.ndarray
+    block_capacity: int
+
+
+# Runs of the same Program object with the same Settings object (the service, API loops, sweeps)
+# reuse the decoded program, its warnings and the parameter array: for a small program that set-up
+# is most of the per-run cost.  Small programs only, so the cache stays a few MiB.
+_SETUP_CACHE: OrderedDict[tuple[int, int], _Setup] = OrderedDict()
+SETUP_CACHE_ENTRIES = 16
+SETUP_CACHE_MAX_INSTRUCTIONS = 1 << 16
+
+
+def _setup(program: Program, settings: Settings) -> _Setup:
+    key = (id(program), id(settings))
+    hit = _SETUP_CACHE.get(key)
+    if hit is not None and hit.program is program and hit.settings is settings:
+        _SETUP_CACHE.move_to_end(key)
+        return hit
+    spec = load_isa()
+    warnings = list(settings.warnings)
+    warnings += [f"pc {pc}: unknown opcode 0x{op:02X} (the reference logs it while decoding; executing it aborts)"
+                 for pc, op in unknown_opcodes(program, spec)]
+    try:
+        dec, decode_error = decode(program, settings, spec), None
+    except EmulationError as exc:
+        dec, decode_error = None, exc
+    setup = _Setup(program, settings, dec, decode_error, warnings, hardware_params(settings),
+                   dma_block_capacity(settings))
+    if len(program) <= SETUP_CACHE_MAX_INSTRUCTIONS:
+        _SETUP_CACHE[key] = setup
+        while len(_SETUP_CACHE) > SETUP_CACHE_ENTRIES:
+            _SETUP_CACHE.popitem(last=False)
+    return setup
+
+
+_TIMING_TEMPLATES: dict[str, object] = {}
+
+
+def _fresh_timing_state(model: str):
+    """A fresh HBM timing state: a copy of one built once per model (building one takes longer)."""
+    template = _TIMING_TEMPLATES.get(model)
+    if template is None:
+        template = _TIMING_TEMPLATES[model] = new_timing_state(model)
+    return template._replace(hbm2=template.hbm2.copy(), analytic=template.analytic.copy())
+
+
+_DECODE_TABLES: list[np.ndarray] = []
+
+
+def _decode_tables() -> tuple[np.ndarray, np.ndarray]:
+    """The E4M3 and E8M0 decode tables (read-only for the kernels: one pair per process)."""
+    if not _DECODE_TABLES:
+        _DECODE_TABLES.extend((e4m3_decode_table(), e8m0_decode_table()))
+    return _DECODE_TABLES[0], _DECODE_TABLES[1]
+
+
+@dataclass
 class Machine:
     """Every array of one run's machine state, in the layout the jitted run loop takes.
 
@@ -390,7 +459,7 @@ def new_machine(
     announce_if_cold(run_loop)  # before anything jitted (the HBM store's writers too) compiles
     program = as_program(program)
     settings = settings or default_settings()
-    spec = load_isa()
+    setup = _setup(program, settings)
     m, v, b, a = settings.MLEN, settings.VLEN, settings.BLEN, settings.BROADCAST_AMOUNT
     n = len(program)
 
@@ -418,22 +487,20 @@ def new_machine(
     labels = np.stack(label_maps) if label_maps else np.zeros((0, n), dtype=np.int32)
     n_labels = max([int(lab.max()) + 1 for lab in label_maps if lab.size] + [1])
 
-    warnings = list(settings.warnings)
-    warnings += [f"pc {pc}: unknown opcode 0x{op:02X} (the reference logs it while decoding; executing it aborts)"
-                 for pc, op in unknown_opcodes(program, spec)]
-    decode_error: EmulationError | None = None
-    try:
-        dec = decode(program, settings, spec)
-    except EmulationError as exc:
-        decode_error = exc
-        dec = None
+    # the debugger arms stops in dec and the kernels must never see a shared params array change
+    dec = setup.dec.copy() if setup.dec is not None else None
+    params = setup.params.copy()
     dbg, conds = no_stops()
-    params = hardware_params(settings)
-    blk = np.zeros(dma_block_capacity(settings), dtype=np.int64)
+    blk = np.zeros(setup.block_capacity, dtype=np.int64)
     overlapped = settings.timing == "overlapped" and dec is not None
-    ts = new_timing_state(settings.hbm_model)
+    ts = _fresh_timing_state(settings.hbm_model)
+    e4m3, e8m0 = _decode_tables()
+    scheduler, oplog_rows = None, 0
+    if overlapped:
+        from .timing.scheduler import OPLOG_CHUNK, OverlapScheduler
+        scheduler, oplog_rows = OverlapScheduler(settings, dec, params, blk.shape[0], ts), OPLOG_CHUNK
     return Machine(
-        program=program, settings=settings, dec=dec, decode_error=decode_error, warnings=warnings,
+        program=program, settings=settings, dec=dec, decode_error=setup.decode_error, warnings=list(setup.warnings),
         counters=np.zeros((n, S.COUNTER_SIZE), dtype=np.int64),
         gp=np.zeros(16, dtype=np.int64), fpr=np.zeros(16, dtype=np.uint16), areg=np.zeros(16, dtype=np.int64),
         ctrl=ctrl, loops=np.zeros((S.LOOP_STACK_CAP, S.LOOP_SIZE), dtype=np.int64),
@@ -441,7 +508,7 @@ def new_machine(
         mram=np.zeros((settings.mram_tiles, m * m), dtype=np.float32), fpsram=fpsram, intsram=intsram,
         macc=np.zeros((b, b), dtype=np.float32), vacc=np.zeros(b, dtype=np.float32),
         hmacc=np.zeros((a, m, m), dtype=np.float32), hvacc=np.zeros((a, m), dtype=np.float32),
-        store=store, ts=ts, e4m3=e4m3_decode_table(), e8m0=e8m0_decode_table(),
+        store=store, ts=ts, e4m3=e4m3, e8m0=e8m0,
         rows=np.zeros(scratch_shape(m, v), dtype=np.float32),
         blk=blk,
         seen=np.zeros(settings.HBM_V_Writeback_Amount * 4 + 4, dtype=np.int64),
@@ -450,8 +517,7 @@ def new_machine(
         trace=np.zeros((max(int(trace_limit), 0), 3), dtype=np.int64), labels=labels,
         label_secs=np.zeros((labels.shape[0], n_labels), dtype=np.float64),
         err=np.zeros(S.ERR_SIZE, dtype=np.int64), dbg=dbg, conds=conds,
-        oplog=np.zeros((OPLOG_CHUNK if overlapped else 0, S.OPLOG_SIZE), dtype=np.int64),
-        scheduler=OverlapScheduler(settings, dec, params, blk.shape[0], ts) if overlapped else None)
+        oplog=np.zeros((oplog_rows, S.OPLOG_SIZE), dtype=np.int64), scheduler=scheduler)
 
 
 def run(

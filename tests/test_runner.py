@@ -59,3 +59,26 @@ def test_error_keeps_state_up_to_the_abort():
     result = run(assemble("S_ADDI_INT gp1, gp0, 7\nS_ADDI_INT gp2, gp0, 32\nV_ADD_VV gp2, gp2, gp2, 0\n"))
     assert result.error is not None and result.error.pc == 2 and result.error.source.line_no == 3
     assert result.state.gp[1] == 7 and result.instructions == 2
+
+
+def test_repeated_runs_reuse_the_setup_but_never_share_mutable_state():
+    """Runs of one Program with one Settings reuse the decoded program (emulator.runner._setup);
+    each machine still gets its own dec/params, so a debugger stop armed in one machine's dec
+    does not reach the next run, and other settings objects decode on their own."""
+    from emulator.core.state import D_COST, D_STOP
+    from emulator.runner import new_machine
+    from emulator.settings import default_settings
+
+    program = assemble("S_ADDI_INT gp1, gp0, 3\nS_ADD_FP f1, f1, f1\nS_ADDI_INT gp2, gp1, 4")
+    settings = default_settings()
+    first, second = new_machine(program, settings=settings), new_machine(program, settings=settings)
+    assert first.dec is not second.dec and first.params is not second.params
+    np.testing.assert_array_equal(first.dec, second.dec)
+    first.dec[1, D_STOP] = 1
+    assert new_machine(program, settings=settings).dec[1, D_STOP] == 0
+
+    slower = settings.with_overrides({"SCALAR_FP_BASIC_CYCLES": settings.latency("SCALAR_FP_BASIC_CYCLES") + 5})
+    assert new_machine(program, settings=slower).dec[1, D_COST] == first.dec[1, D_COST] + 5
+    a, b = run(program, settings=settings), run(program, settings=slower)
+    assert b.cycles == a.cycles + 5 and run(program, settings=settings).cycles == a.cycles
+    assert int(run(program, settings=settings).state.gp[2]) == 7
