@@ -12,7 +12,7 @@ and each output in its own order.
 import numpy as np
 
 from .common import fail, mram_tile, note_vram_write, u32, vram_row
-from .jit import jit
+from .jit import inline_jit, jit
 from .matmul_order import GEMV, WORK_ROWS, accumulate_products
 from .numerics import bf16_row_to_f32, f32_row_to_bf16
 from .state import (
@@ -57,7 +57,7 @@ def _transpose(tile, m, first, k_len, nn, scratch):
     return scratch.reshape((scratch.shape[0] * width,)), m * width, width
 
 
-@jit
+@inline_jit  # returns a view: a jitted function without numba's runtime may only return its arguments
 def _work(scratch, m):
     return scratch[2 * max(m, 3):]
 
