@@ -49,6 +49,10 @@ Time unit: one cycle = 1 ns = one tCK = one accelerator cycle.
 from __future__ import annotations
 
 import numpy as np
+from numba.core import cgutils
+from numba.extending import intrinsic
+from numba.np.arrayobj import populate_array
+
 from emulator.core.jit import jit, inline_jit
 
 # ------------------------------------------------------------------------------ device description
@@ -282,6 +286,25 @@ def queue_entries(st: np.ndarray, ch: int, kind: int) -> list[tuple[int, int, in
     return out
 
 
+# ------------------------------------------------------------------------------ borrowed state
+@intrinsic
+def _borrowed(typingctx, arr):
+    """The same array without its owner (meminfo NULL): a view valid while `arr` is alive.
+
+    numba's IR inlining binds every inlined helper's array parameter to a new variable, and
+    each such binding inside a loop costs an atomic incref/decref pair of the owner's count
+    (a third of the model's time before this).  A view with no owner has nothing to count; the
+    model's entry points use it for the duration of the call, while the caller holds `st`.
+    """
+    def codegen(context, builder, signature, args):
+        src = context.make_array(signature.args[0])(context, builder, value=args[0])
+        view = context.make_array(signature.return_type)(context, builder)
+        populate_array(view, data=src.data, shape=src.shape, strides=src.strides,
+                               itemsize=src.itemsize, meminfo=cgutils.get_null_value(src.meminfo.type))
+        return view._getvalue()
+    return arr(arr), codegen
+
+
 # ------------------------------------------------------------------------------ address mapping
 @jit
 def map_address(addr):
@@ -501,23 +524,26 @@ def _plan(st, cb):
     st[cb + C_WM_SETTLED] = wm
     best = NEVER
     best_i = -1
-    best_cmd = -1
     best_arrive = 0
     rbws = _field(cb, B_ACTIVE, E_RBW)
     arrives = _field(cb, B_ACTIVE, E_ARRIVE)
+    # An active entry's bank is open on its row until its RD/WR: its ACT opened it, and the PRE
+    # veto keeps any other request from closing it meanwhile.  So its command is the final one.
+    eff = cb + C_EFF + RD * BANKS
     for i in range(st[cb + C_LEN + B_ACTIVE]):
-        cmd, at = _entry_command(st, cb, st[rbws + i])
+        rbw = st[rbws + i]
+        at = st[eff + ((rbw >> RBW_WRITE_SHIFT) & 1) * BANKS + (rbw & RBW_BANK_MASK)]
         if at < lo:
             at = lo
         arrive = st[arrives + i]
         if at < best or (at == best and arrive < best_arrive):
             best = at
             best_i = i
-            best_cmd = cmd
             best_arrive = arrive
     st[cb + C_ACT_AT] = best
     st[cb + C_ACT_IDX] = best_i
-    st[cb + C_ACT_CMD] = best_cmd
+    if best_i >= 0:
+        st[cb + C_ACT_CMD] = RD + ((st[rbws + best_i] >> RBW_WRITE_SHIFT) & 1)
     src = B_WRITE if wm != 0 else B_READ
     best = NEVER
     best_i = -1
@@ -651,6 +677,7 @@ def _send_when_accepted(st, ch, cb, addr, is_write):
 @jit
 def synchronise(st):
     """Bring every channel's clock up to next_instant (changes no result; for inspection)."""
+    st = _borrowed(st)
     for ch in range(N_CH):
         _advance(st, ch, _channel_base(ch), st[H_NEXT])
 
@@ -658,6 +685,7 @@ def synchronise(st):
 @jit
 def send(st, addr, is_write):
     """Offer one 16-byte request at the current next_instant.  False = refused (queue full)."""
+    st = _borrowed(st)
     ch = _channel_of(addr)
     cb = _channel_base(ch)
     _advance(st, ch, cb, st[H_NEXT])
@@ -667,6 +695,7 @@ def send(st, addr, is_write):
 @jit
 def tick_all(st):
     """One memory-system tick at simulated time next_instant.  Returns the reads it served."""
+    st = _borrowed(st)
     synchronise(st)
     served = st[H_SERVED]
     st[H_NEXT] += 1
@@ -707,6 +736,7 @@ def hbm2_read_batch(st, now, block_addrs, n):
     after the tick at which its channel made room.  The batch ends with the tick that serves its
     last read; next_instant is one past it.
     """
+    st = _borrowed(st)
     _check_usable(st)
     if n <= 0:
         return now
@@ -739,6 +769,7 @@ def hbm2_write_block(st, now, block_addr):
     Returns the time the last one was accepted.  Writes never schedule ticks; a refused write
     waits for the catch-up ticks of the following cycles to drain its queue.
     """
+    st = _borrowed(st)
     _check_usable(st)
     _check_block(block_addr)
     t = now
