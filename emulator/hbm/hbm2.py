@@ -476,8 +476,12 @@ def _remove(st, cb, kind, idx):
     n = st[cb + C_LEN + kind] - 1
     for field in range(N_ENTRY_FIELDS):
         f = _field(cb, kind, field)
-        for i in range(f + idx, f + n):
-            st[i] = st[i + 1]
+        # unsigned indices: no negative-index wrap-around test per element
+        i = np.uint64(f + idx)
+        end = np.uint64(f + n)
+        while i < end:
+            st[i] = st[i + np.uint64(1)]
+            i += np.uint64(1)
     st[cb + C_LEN + kind] = n
 
 
@@ -549,8 +553,17 @@ def _plan(st, cb):
     best_i = -1
     best_cmd = -1
     rbws = _field(cb, src, E_RBW)
+    # Entries with equal E_RBW are ready at the same cycle, so only the first of them can win:
+    # the two keys judged last (typically a prefetch's element and scale rows) are not judged again.
+    seen_a = -1
+    seen_b = -1
     for i in range(st[cb + C_LEN + src]):
-        cmd, at = _entry_command(st, cb, st[rbws + i])
+        rbw = st[rbws + i]
+        if rbw == seen_a or rbw == seen_b:
+            continue
+        seen_b = seen_a
+        seen_a = rbw
+        cmd, at = _entry_command(st, cb, rbw)
         if at < lo:
             at = lo
         if at < best:
