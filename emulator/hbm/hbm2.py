@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 from numba.np.arrayobj import populate_array
 
 from emulator.core.jit import jit, inline_jit
@@ -287,22 +287,32 @@ def queue_entries(st: np.ndarray, ch: int, kind: int) -> list[tuple[int, int, in
 
 
 # ------------------------------------------------------------------------------ borrowed state
-@intrinsic
-def _borrowed(typingctx, arr):
+def _borrowed(arr):
     """The same array without its owner (meminfo NULL): a view valid while `arr` is alive.
 
     numba's IR inlining binds every inlined helper's array parameter to a new variable, and
     each such binding inside a loop costs an atomic incref/decref pair of the owner's count
     (a third of the model's time before this).  A view with no owner has nothing to count; the
     model's entry points use it for the duration of the call, while the caller holds `st`.
+    Without numba (NUMBA_DISABLE_JIT) it is the array itself.
     """
+    return arr
+
+
+@intrinsic
+def _ownerless_view(typingctx, arr):
     def codegen(context, builder, signature, args):
         src = context.make_array(signature.args[0])(context, builder, value=args[0])
         view = context.make_array(signature.return_type)(context, builder)
         populate_array(view, data=src.data, shape=src.shape, strides=src.strides,
-                               itemsize=src.itemsize, meminfo=cgutils.get_null_value(src.meminfo.type))
+                       itemsize=src.itemsize, meminfo=cgutils.get_null_value(src.meminfo.type))
         return view._getvalue()
     return arr(arr), codegen
+
+
+@overload(_borrowed, jit_options={"cache": True})
+def _borrowed_jit(arr):
+    return lambda arr: _ownerless_view(arr)
 
 
 # ------------------------------------------------------------------------------ address mapping
@@ -368,10 +378,10 @@ def _raise_ready(st, node, cb, cmd, first_bank, n_banks, at):
     """ready[cmd] of a node becomes at least `at`; so does eff_ready[cmd] of the banks below it."""
     if at > st[node]:
         st[node] = at
-        eff = cb + C_EFF + cmd * BANKS + first_bank
-        for b in range(n_banks):
-            if at > st[eff + b]:
-                st[eff + b] = at
+        # unsigned indices and no branch: the compiler vectorises this
+        eff = np.uint64(cb + C_EFF + cmd * BANKS + first_bank)
+        for b in range(np.uint64(n_banks)):
+            st[eff + b] = max(st[eff + b], at)
 
 
 @inline_jit
