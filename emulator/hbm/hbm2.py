@@ -32,6 +32,8 @@ How it is fast (same results as the tick-by-tick model kept in tests/hbm2_oracle
   path; the model also keeps, per bank and command, the maximum over the bank's path
   (`eff_ready`), raised over the affected bank range at issue time, so judging a queue entry is
   one lookup instead of four.
+* No reference counting: the entry points work on an owner-less view of the state array
+  (`_borrowed`), because numba counts references of every array bound inside its loops.
 * A DMA batch is offered in one pass: each transfer is appended to its channel's queue after
   that channel alone has been brought to the send's clk; a refused transfer's retries jump
   straight to the next cycle at which its channel can change anything.
