@@ -32,8 +32,6 @@ How it is fast (same results as the tick-by-tick model kept in tests/hbm2_oracle
   path; the model also keeps, per bank and command, the maximum over the bank's path
   (`eff_ready`), raised over the affected bank range at issue time, so judging a queue entry is
   one lookup instead of four.
-* No reference counting: the entry points work on an owner-less view of the state array
-  (`_borrowed`), because numba counts references of every array bound inside its loops.
 * A DMA batch is offered in one pass: each transfer is appended to its channel's queue after
   that channel alone has been brought to the send's clk; a refused transfer's retries jump
   straight to the next cycle at which its channel can change anything.
@@ -51,10 +49,6 @@ Time unit: one cycle = 1 ns = one tCK = one accelerator cycle.
 from __future__ import annotations
 
 import numpy as np
-from numba.core import cgutils
-from numba.extending import intrinsic, overload
-from numba.np.arrayobj import populate_array
-
 from emulator.core.jit import jit, inline_jit
 
 # ------------------------------------------------------------------------------ device description
@@ -286,35 +280,6 @@ def queue_entries(st: np.ndarray, ch: int, kind: int) -> list[tuple[int, int, in
         addr, rbw, arrive = (int(x) for x in v["buffers"][ch, kind, :, i])
         out.append((addr, rbw & RBW_BANK_MASK, rbw >> RBW_ROW_SHIFT, arrive, (rbw >> RBW_WRITE_SHIFT) & 1))
     return out
-
-
-# ------------------------------------------------------------------------------ borrowed state
-def _borrowed(arr):
-    """The same array without its owner (meminfo NULL): a view valid while `arr` is alive.
-
-    numba's IR inlining binds every inlined helper's array parameter to a new variable, and
-    each such binding inside a loop costs an atomic incref/decref pair of the owner's count
-    (a third of the model's time before this).  A view with no owner has nothing to count; the
-    model's entry points use it for the duration of the call, while the caller holds `st`.
-    Without numba (NUMBA_DISABLE_JIT) it is the array itself.
-    """
-    return arr
-
-
-@intrinsic
-def _ownerless_view(typingctx, arr):
-    def codegen(context, builder, signature, args):
-        src = context.make_array(signature.args[0])(context, builder, value=args[0])
-        view = context.make_array(signature.return_type)(context, builder)
-        populate_array(view, data=src.data, shape=src.shape, strides=src.strides,
-                       itemsize=src.itemsize, meminfo=cgutils.get_null_value(src.meminfo.type))
-        return view._getvalue()
-    return arr(arr), codegen
-
-
-@overload(_borrowed, jit_options={"cache": True})
-def _borrowed_jit(arr):
-    return lambda arr: _ownerless_view(arr)
 
 
 # ------------------------------------------------------------------------------ address mapping
@@ -702,7 +667,6 @@ def _send_when_accepted(st, ch, cb, addr, is_write):
 @jit
 def synchronise(st):
     """Bring every channel's clock up to next_instant (changes no result; for inspection)."""
-    st = _borrowed(st)
     for ch in range(N_CH):
         _advance(st, ch, _channel_base(ch), st[H_NEXT])
 
@@ -710,7 +674,6 @@ def synchronise(st):
 @jit
 def send(st, addr, is_write):
     """Offer one 16-byte request at the current next_instant.  False = refused (queue full)."""
-    st = _borrowed(st)
     ch = _channel_of(addr)
     cb = _channel_base(ch)
     _advance(st, ch, cb, st[H_NEXT])
@@ -720,7 +683,6 @@ def send(st, addr, is_write):
 @jit
 def tick_all(st):
     """One memory-system tick at simulated time next_instant.  Returns the reads it served."""
-    st = _borrowed(st)
     synchronise(st)
     served = st[H_SERVED]
     st[H_NEXT] += 1
@@ -761,7 +723,6 @@ def hbm2_read_batch(st, now, block_addrs, n):
     after the tick at which its channel made room.  The batch ends with the tick that serves its
     last read; next_instant is one past it.
     """
-    st = _borrowed(st)
     _check_usable(st)
     if n <= 0:
         return now
@@ -794,7 +755,6 @@ def hbm2_write_block(st, now, block_addr):
     Returns the time the last one was accepted.  Writes never schedule ticks; a refused write
     waits for the catch-up ticks of the following cycles to drain its queue.
     """
-    st = _borrowed(st)
     _check_usable(st)
     _check_block(block_addr)
     t = now
