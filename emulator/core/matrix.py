@@ -48,13 +48,16 @@ def _load_rows(vram, addr, nrows, params, out, err, pc):
 
 @jit
 def _transpose(tile, m, first, k_len, nn, scratch):
-    """W[k, n] = tile[first + n*M + k] (k < k_len, n < nn) into scratch rows M.., the outputs
-    contiguous; returns (flat scratch, W's offset, W's row stride) for `accumulate_products`."""
-    width = scratch.shape[1]
+    """W[k, n] = tile[first + n*M + k] (k < k_len, n < nn), packed (row stride nn) into the
+    scratch from row M on; returns (flat scratch, W's offset, W's row stride) for
+    `accumulate_products`."""
+    flat = scratch.reshape((scratch.shape[0] * scratch.shape[1],))
+    wo = m * scratch.shape[1]
     for k in range(k_len):
+        row = wo + k * nn
         for n in range(nn):
-            scratch[m + k, n] = tile[first + n * m + k]
-    return scratch.reshape((scratch.shape[0] * width,)), m * width, width
+            flat[row + n] = tile[first + n * m + k]
+    return flat, wo, nn
 
 
 @inline_jit  # returns a view: a jitted function without numba's runtime may only return its arguments
