@@ -239,3 +239,54 @@ def test_row_sum_head_window_and_signed_zero():
     # an all -0 row sums to +0 (every accumulator starts at +0)
     s = nx.vec_sum_f32(np.full(64, -0.0, dtype=np.float32), 0, 64)
     assert s == 0.0 and not math.copysign(1.0, s) < 0
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 16, 24, 31, 32, 40, 64, 100, 128, 256, 1000])
+def test_row_sum_fast_path_equals_the_definition(n):
+    """row_sum_f32 (plain adds, SIMD) gives vec_sum_f32's bits, NaN payload choices and signed
+    zeros included, on windows of a longer row."""
+    rng = np.random.default_rng(RNG_SEED + 7 * n)
+    acc = np.full(32, np.nan, dtype=np.float32)       # stale scratch must not leak in
+    specials = np.array([0x7FC00000, 0xFFC00001, 0x7FA00000, 0x7F800000, 0xFF800000, 0x80000000],
+                        dtype=np.uint32).view(np.float32)
+    for trial in range(300):
+        x = (rng.standard_normal(n + 5) * np.exp2(rng.integers(-30, 31, n + 5))).astype(np.float32)
+        for _ in range(trial % 4):
+            x[rng.integers(0, n + 5)] = specials[rng.integers(0, len(specials))]
+        if trial % 50 == 0:
+            x[:] = -0.0
+        got = nx.row_sum_f32(x, 3, n, acc)
+        want = nx.vec_sum_f32(x, 3, n)
+        assert np.float32(got).view(np.uint32) == np.float32(want).view(np.uint32), (trial, x)
+
+
+def _reference_row_max(x):
+    """V_RED_MAX's row max as the reference's vectorised max behaves: NaN if any lane is NaN,
+    else the maximum, the later lane winning ties (+0 / -0)."""
+    if np.isnan(x).any():
+        return np.float32(np.nan)
+    best = x[0]
+    for v in x[1:]:
+        if v >= best:
+            best = v
+    return best
+
+
+@pytest.mark.parametrize("n", [1, 16, 64, 256])
+def test_row_max_fast_path_equals_the_lane_by_lane_max(n):
+    from emulator.core.vector import _row_max
+    rng = np.random.default_rng(RNG_SEED + 11 * n)
+    for trial in range(400):
+        x = (rng.standard_normal(n) * np.exp2(rng.integers(-3, 4, n))).astype(np.float32)
+        if trial % 4 == 1:
+            x = -np.abs(x)
+        if trial % 2 == 0:                             # zeros of both signs, often the maximum
+            x[rng.integers(0, n, 3)] = np.float32(0.0) if trial % 8 else np.float32(-0.0)
+            x[rng.integers(0, n, 2)] = np.float32(-0.0)
+        if trial % 9 == 0:
+            x[rng.integers(0, n)] = np.float32(np.inf) if trial % 2 else np.float32(np.nan)
+        got, want = _row_max(x, n), _reference_row_max(x)
+        if np.isnan(want):
+            assert np.isnan(got)
+        else:
+            assert np.float32(got).view(np.uint32) == want.view(np.uint32), (trial, x)

@@ -30,8 +30,9 @@ NO_SCALE = np.float32(1.0)    # x * 1 is exact (a NaN is quieted, as the accumul
 def scratch_shape(mlen: int, vlen: int) -> tuple[int, int]:
     """Rows x width of the f32 scratch the matrix and vector kernels share (the runner allocates
     it once per machine): operand rows X (up to M), a transposed matrix operand W (up to M rows)
-    and `accumulate_products`' work rows.  The vector kernels use its first three rows."""
-    return 2 * max(mlen, 3) + WORK_ROWS, max(mlen, vlen)
+    and `accumulate_products`' work rows.  The vector kernels use its first three rows
+    (numerics.row_sum_f32 needs 32 lanes of one)."""
+    return 2 * max(mlen, 3) + WORK_ROWS, max(mlen, vlen, 32)
 
 
 @jit
@@ -47,17 +48,19 @@ def _load_rows(vram, addr, nrows, params, out, err, pc):
 
 
 @jit
-def _transpose(tile, m, first, k_len, nn, scratch):
-    """W[k, n] = tile[first + n*M + k] (k < k_len, n < nn), packed (row stride nn) into the
-    scratch from row M on; returns (flat scratch, W's offset, W's row stride) for
-    `accumulate_products`."""
-    flat = scratch.reshape((scratch.shape[0] * scratch.shape[1],))
-    wo = m * scratch.shape[1]
+def _transpose(tile, m, first, k_len, nn, flat, wo):
+    """W[k, n] = tile[first + n*M + k] (k < k_len, n < nn) into flat[wo + k*nn + n]: the matrix
+    operand packed with its outputs contiguous (row stride nn)."""
     for k in range(k_len):
         row = wo + k * nn
         for n in range(nn):
             flat[row + n] = tile[first + n * m + k]
-    return flat, wo, nn
+
+
+@inline_jit  # returns a view: a jitted function without numba's runtime may only return its arguments
+def _flat(scratch):
+    """The scratch as one flat row (a transposed W goes in from row M on)."""
+    return scratch.reshape((scratch.shape[0] * scratch.shape[1],))
 
 
 @inline_jit  # returns a view: a jitted function without numba's runtime may only return its arguments
@@ -82,7 +85,8 @@ def m_mm(transposed, m_addr, v_addr, vram, mram, macc, params, scratch, err, pc)
     if not _load_rows(vram, v_addr, b, params, scratch, err, pc):
         return False
     if transposed:   # W[k, j] = T[c + j][k]
-        w, wo, ws = _transpose(mram[t], m, c * m, m, b, scratch)
+        w, wo, ws = _flat(scratch), m * scratch.shape[1], b
+        _transpose(mram[t], m, c * m, m, b, w, wo)
         order = params[P_TMM_ORDER]
     else:            # W[k, j] = T[k][c + j]: the tile's rows as they are
         w, wo, ws = mram[t], c, m
@@ -111,7 +115,8 @@ def m_mv(transposed, m_addr, v_addr, vram, mram, vacc, params, scratch, err, pc)
     if not _load_rows(vram, v_addr, np.int64(1), params, scratch, err, pc):
         return False
     if transposed:   # W[k, j] = T[j][k]; the gemv's matrix view starts at the tile base
-        w, wo, ws = _transpose(mram[t], m, np.int64(0), m, b, scratch)
+        w, wo, ws = _flat(scratch), m * scratch.shape[1], b
+        _transpose(mram[t], m, np.int64(0), m, b, w, wo)
         order = np.int64(GEMV)
     else:            # W[k, j] = T[k][c + j]
         w, wo, ws = mram[t], c, m
@@ -186,7 +191,8 @@ def m_btmm(m_addr, v_addr, vram, mram, hmacc, params, scratch, err, pc):
     if not _load_rows(vram, v_addr, m, params, scratch, err, pc):
         return False
     h = params[P_HLEN]
-    w, wo, ws = _transpose(mram[t], m, ho, h, m, scratch)     # W[k, n] = T[n][ho + k]
+    w, wo, ws = _flat(scratch), m * scratch.shape[1], m
+    _transpose(mram[t], m, ho, h, m, w, wo)                   # W[k, n] = T[n][ho + k]
     work = _work(scratch, m)
     for a in range(params[P_BROADCAST]):                     # head a: lanes a*H + k of X
         accumulate_products(params[P_MM_ORDER], np.int64(0), scratch, a * h, np.int64(1), w, wo, ws, h, m, m,
@@ -208,7 +214,8 @@ def m_bmv(transposed, m_addr, v_addr, vram, mram, hvacc, params, scratch, err, p
         return fail(err, E_BMV_SHAPE, pc, nb, m)
     h = params[P_HLEN]
     heads = scratch[0, :nb * h].reshape((nb, h))             # head a = lanes a*H .. a*H + H
-    w, wo, ws = _transpose(mram[t], m, ho, h, m, scratch)     # W[k, n] = T[n][ho + k]
+    w, wo, ws = _flat(scratch), m * scratch.shape[1], m
+    _transpose(mram[t], m, ho, h, m, w, wo)                   # W[k, n] = T[n][ho + k]
     # the gemv's matrix view starts ho floats into the 64-byte-aligned tile
     accumulate_products(np.int64(GEMV), ho % 4, heads, np.int64(0), np.int64(1), w, wo, ws, h, nb, m, hvacc,
                         BMM_SCALE, _work(scratch, m))

@@ -3,7 +3,7 @@
 All arithmetic is f32 with one bf16 rounding when the row is written.  NaN results follow the
 reference (verified-corrections A1, A5): for two operands the second operand's NaN wins, quieted;
 the VF scalar counts as the second operand; V_MAX/MIN_VF return a NaN scalar as is and keep a NaN
-lane bit for bit.  V_RED_SUM's order and NaN choice live in numerics.vec_sum_f32 (A3, D3).
+lane bit for bit.  V_RED_SUM's order and NaN choice live in numerics.vec_sum_f32 (A3, D3); row_sum_f32 runs it.
 """
 
 import math
@@ -14,7 +14,7 @@ from .common import fail, note_vram_write, vram_row
 from .jit import jit, jit_alloc
 from .numerics import (
     add_nan_second, bf16_row_to_f32, bf16_to_f32, exp_f32, f32_bits, f32_from_bits, f32_row_to_bf16, f32_to_bf16_reg,
-    fmax_num, quiet, vec_sum_f32,
+    fmax_num, quiet, row_sum_f32,
 )
 from .state import (
     E_FP_REGISTER, E_FPSRAM_RANGE, E_INTSRAM_RANGE, E_MAP_WINDOW, E_TOPK_POLICY, P_HLEN, P_VLEN,
@@ -167,12 +167,12 @@ def v_red_sum(masked, rd, rs1, vram, fpr, gp, ctrl, params, rows, err, pc):
             tmp[i] = a[i]
         for head in range(heads):
             if ((vmask >> (head % 32)) & 1) == 1:
-                s = vec_sum_f32(a, head * h, h)
+                s = row_sum_f32(a, head * h, h, rows[2])
                 for i in range(head * h, head * h + h):
                     tmp[i] = s
-        val = vec_sum_f32(tmp, 0, vlen)
+        val = row_sum_f32(tmp, 0, vlen, rows[2])
     else:
-        val = vec_sum_f32(a, 0, vlen)
+        val = row_sum_f32(a, 0, vlen, rows[2])
     fpr[rd] = f32_to_bf16_reg(add_nan_second(f, val))  # f + sum keeps the sum's NaN (corrections D3)
     return True
 
@@ -183,18 +183,34 @@ def v_red_max(rd, rs1, vram, fpr, gp, params, rows, err, pc):
     f, ok = _reduction_operands(rd, rs1, vram, fpr, gp, params, rows[0], err, pc)
     if not ok:
         return False
-    vlen = params[P_VLEN]
-    a = rows[0]
-    val = a[0]
-    for i in range(1, vlen):
-        x = a[i]
-        if math.isnan(val):
-            break
-        # NaN propagates; on ties (+0/-0) the later lane wins, as the reference's vectorised max does
-        if math.isnan(x) or x >= val:
-            val = x
-    fpr[rd] = f32_to_bf16_reg(fmax_num(val, f))
+    fpr[rd] = f32_to_bf16_reg(fmax_num(_row_max(rows[0], params[P_VLEN]), f))
     return True
+
+
+@jit
+def _row_max(a, n):
+    """max(a[:n]) as the reference's vectorised max: a NaN lane makes it NaN (then maxNum ignores
+    the row); on ties (+0/-0) the later lane wins.
+
+    At SIMD speed: the max is taken over integer keys that order floats like `<` does except that
+    -0 < +0 (a vectorisable integer max), then found again scanning back from the last lane, where
+    a zero maximum takes the sign of the last zero lane.
+    """
+    bits = a.view(np.int32)
+    nans = 0
+    top = np.int32(-2147483648)
+    for i in range(n):
+        b = bits[i]
+        nans += (b & 0x7FFFFFFF) > 0x7F800000
+        top = max(top, b if b >= 0 else b ^ 0x7FFFFFFF)
+    if nans:
+        return np.float32(np.nan)
+    want = top if top >= 0 else top ^ 0x7FFFFFFF          # the bits of the maximum
+    mask = 0x7FFFFFFF if (want & 0x7FFFFFFF) == 0 else -1  # a zero maximum: either sign
+    for i in range(n - 1, -1, -1):
+        if (bits[i] & mask) == (want & mask):
+            return a[i]
+    return a[0]   # not reached: some lane holds the maximum
 
 
 @jit_alloc
