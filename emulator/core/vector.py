@@ -3,7 +3,8 @@
 All arithmetic is f32 with one bf16 rounding when the row is written.  NaN results follow the
 reference (verified-corrections A1, A5): for two operands the second operand's NaN wins, quieted;
 the VF scalar counts as the second operand; V_MAX/MIN_VF return a NaN scalar as is and keep a NaN
-lane bit for bit.  V_RED_SUM's order and NaN choice live in numerics.vec_sum_f32 (A3, D3); row_sum_f32 runs it.
+lane bit for bit.  V_RED_SUM's order and NaN choice live in numerics.vec_sum_f32 (A3, D3);
+numerics.row_sum_f32 runs it at SIMD speed.
 """
 
 import math
