@@ -58,7 +58,7 @@ def oracle_state(mem: np.ndarray) -> dict:
 def model_state(st: np.ndarray) -> dict:
     v = hbm2.state_views(st)
     assert (v["clk"] == v["next_instant"]).all()
-    return canonical(v, {(ch, kind): hbm2.queue_entries(st, ch, kind)
+    return canonical(v, {(ch, kind): hbm2.queue_entries(v, ch, kind)
                          for ch in range(hbm2.N_CH) for kind in range(hbm2.N_BUF_KINDS)})
 
 

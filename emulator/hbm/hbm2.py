@@ -272,12 +272,12 @@ def state_views(st: np.ndarray) -> dict[str, np.ndarray | int]:
     }
 
 
-def queue_entries(st: np.ndarray, ch: int, kind: int) -> list[tuple[int, int, int, int, int]]:
-    """The requests of one buffer in order, as (addr, bank, row, arrive, is_write)."""
-    v = state_views(st)
+def queue_entries(views: dict, ch: int, kind: int) -> list[tuple[int, int, int, int, int]]:
+    """The requests of one buffer of a state_views() dict in order, as (addr, bank, row, arrive,
+    is_write)."""
     out = []
-    for i in range(int(v["buf_len"][ch, kind])):
-        addr, rbw, arrive = (int(x) for x in v["buffers"][ch, kind, :, i])
+    for i in range(int(views["buf_len"][ch, kind])):
+        addr, rbw, arrive = (int(x) for x in views["buffers"][ch, kind, :, i])
         out.append((addr, rbw & RBW_BANK_MASK, rbw >> RBW_ROW_SHIFT, arrive, (rbw >> RBW_WRITE_SHIFT) & 1))
     return out
 
