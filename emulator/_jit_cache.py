@@ -60,9 +60,9 @@ def configure() -> None:
 
 
 # Measured: the first `emulate` of the shipped example with an empty NUMBA_CACHE_DIR on 2 cores,
-# 78-93 s of CPU (2026-12-03, bench/run.py --cold); about three quarters of it is numba inlining
-# the HBM2 model's inline_jit helpers into the DMA kernels.
-COLD_COMPILE_SECONDS = 80
+# 60 s on the quiet machine (2026-12-03, after the HBM2 model's channel-clock helpers stopped being
+# inlined into every DMA kernel; 78-93 s of CPU before).
+COLD_COMPILE_SECONDS = 60
 
 _announced = False
 

@@ -617,7 +617,7 @@ def _tick(st, ch, cb, clk):
         _append(st, cb, B_ACTIVE, addr, rbw, arrive)
 
 
-@inline_jit
+@jit   # compiled once, not inlined into every caller: inlining the tick here cost ~25 s of first-run compile
 def _advance(st, ch, cb, clk):
     """Run the channel's ticks up to and including `clk`, skipping those that do nothing."""
     while st[cb + C_CLK] < clk:
@@ -652,7 +652,7 @@ def _send(st, ch, cb, addr, is_write, clk):
     return True
 
 
-@inline_jit
+@jit   # (as _advance)
 def _send_when_accepted(st, ch, cb, addr, is_write):
     """Retry a refused request once per cycle (each retry after that cycle's tick) until the
     channel takes it; only a tick that issues can make room, so the retries jump from event to
