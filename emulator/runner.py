@@ -13,6 +13,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -296,25 +297,19 @@ def _setup(program: Program, settings: Settings) -> _Setup:
     return setup
 
 
-_TIMING_TEMPLATES: dict[str, object] = {}
+_timing_template = lru_cache(maxsize=None)(new_timing_state)   # building one takes longer than a copy
 
 
 def _fresh_timing_state(model: str):
-    """A fresh HBM timing state: a copy of one built once per model (building one takes longer)."""
-    template = _TIMING_TEMPLATES.get(model)
-    if template is None:
-        template = _TIMING_TEMPLATES[model] = new_timing_state(model)
+    """A fresh HBM timing state: a copy of the one built once per model."""
+    template = _timing_template(model)
     return template._replace(hbm2=template.hbm2.copy(), analytic=template.analytic.copy())
 
 
-_DECODE_TABLES: list[np.ndarray] = []
-
-
+@lru_cache(maxsize=1)
 def _decode_tables() -> tuple[np.ndarray, np.ndarray]:
     """The E4M3 and E8M0 decode tables (read-only for the kernels: one pair per process)."""
-    if not _DECODE_TABLES:
-        _DECODE_TABLES.extend((e4m3_decode_table(), e8m0_decode_table()))
-    return _DECODE_TABLES[0], _DECODE_TABLES[1]
+    return e4m3_decode_table(), e8m0_decode_table()
 
 
 @dataclass
