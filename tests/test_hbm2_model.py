@@ -105,7 +105,7 @@ def test_refused_reads_retry_and_complete():
     assert end == 18 + 39 * 24
     views = hbm2.state_views(ts.hbm2)
     assert views["pending_reads"] == 0
-    assert int(views["buf_len"].sum()) == 0 and int(views["pend_len"].sum()) == 0
+    assert int(views["buf_len"].sum()) == 0 and int(views["serve_len"].sum()) == 0
 
 
 def test_read_forwarded_from_queued_write():

@@ -21,27 +21,38 @@ How it is fast (same results as the tick-by-tick model kept in tests/hbm2_oracle
   memory system ticks every cycle (catch-up ticks when idle, the tick chain while reads are
   pending), so a channel's state is a function of the (clk, request) sequence sent to it.  Each
   channel therefore keeps its own clock and is ticked lazily, only up to the clk of the next
-  request sent to it or until the reads it owes the current batch have been served.
-* Idle spans are skipped whole.  After any change on a channel (a command issued, a request
-  queued, a veto) one scan of the active buffer and of the buffer the write mode selects gives
-  the earliest cycle at which some entry becomes ready, and the entry that wins FR-FCFS then.
-  Ticks before that cycle (or the pending FIFO head's departure) can only settle the write mode,
-  which is idempotent while the buffer sizes stand still, so they are not run.  Serving a read
-  changes neither the buffers nor the ready cycles, so the scan's result outlives it.
+  request sent to it or until the reads the current batch queued on it have been issued.
+* Only ticks that issue a command are run.  After any change on a channel (a command issued, a
+  request queued, a veto) one scan of the active buffer and of the buffer the write mode selects
+  gives the earliest cycle at which some entry becomes ready, and the entry that wins FR-FCFS
+  then.  The ticks before that cycle can only settle the write mode, which is idempotent while
+  the buffer sizes stand still, or serve reads: the `pending` FIFO serves its head only, one
+  read per tick, so a read's serve cycle is max(its departure, the previous read's serve + 1),
+  known when it departs (`_push_read`).  So no tick is run for serving, and a batch ends at the
+  largest serve cycle of its reads.
 * Ready cycles are tracked per bank.  Issuing a command raises `ready` on the four nodes of its
   path; the model also keeps, per bank and command, the maximum over the bank's path
   (`eff_ready`), raised over the affected bank range at issue time, so judging a queue entry is
   one lookup instead of four.
+* Buffers never shift: an entry taken out of the middle is marked dead in place (see B_READ).
 * A DMA batch is offered in one pass: each transfer is appended to its channel's queue after
   that channel alone has been brought to the send's clk; a refused transfer's retries jump
-  straight to the next cycle at which its channel can change anything.
+  straight to the next cycle at which its channel can issue.
+
+Compile time is part of the product (the first run on a fresh machine compiles this): one
+function, `_run`, drives a channel for every entry point (catch-up, send with retries, the end
+of a batch); its parts are inlined into it, _plan, _tick, _send and _issue at one call site each,
+_push_read and _append at two; flags are run-time int64 values, never literals (numba compiles a
+callee once per literal argument value).  Compiled as separate functions instead, the parts
+cost ~15% more host time per block and saved no compile time.
 
 State layout.  The whole model state is ONE flat int64 array (`st`): a small header (the
 wrapper's `next_instant`, counters), then one fixed-size region per channel (clock, write mode,
 the cached scan, ready cycles, ACT history, open rows, the three buffers as field arrays), then
-the pending FIFOs, whose capacity is chosen at construction.  The device is fixed by the
-reference (it always builds `hbm2_preset(8)`), so every offset is a module constant that numba
-folds into the code.  `state_views(st)` gives named, shaped numpy views for inspection and tests.
+per channel a ring of runs of serve cycles of the reads not yet served, whose capacity is chosen
+at construction.  The device is fixed by the reference (it always builds `hbm2_preset(8)`), so
+every offset is a module constant that numba folds into the code.  `state_views(st)` gives
+named, shaped numpy views for inspection and tests.
 
 Time unit: one cycle = 1 ns = one tCK = one accelerator cycle.
 """
@@ -49,7 +60,7 @@ Time unit: one cycle = 1 ns = one tCK = one accelerator cycle.
 from __future__ import annotations
 
 import numpy as np
-from emulator.core.jit import jit, inline_jit
+from emulator.core.jit import inline_jit, jit
 
 # ------------------------------------------------------------------------------ device description
 # HBM2_8Gb organisation with the channel count forced to 8 (§1, §2).
@@ -136,17 +147,22 @@ LAT = timing_table()   # a global array: numba compiles it in as a constant
 # Header slots of `st`.
 (H_MINIMAL,
  H_NEXT,         # next_instant: the wrapper's clock; no channel's clock is ahead of it (§9)
- H_PEND_CAP,     # runs each pending FIFO holds
- H_SERVED,       # reads served so far (all channels, ever): tick_all's return value
+ H_SERVE_CAP,    # runs each channel's serve ring holds
+ H_SERVED,       # reads served so far (all channels, ever), as far as the channels' clocks have got
  H_LAST_SERVE,   # clk of the last read served in the current batch
  N_HEADER) = range(6)
 
-# Request buffers: three per channel, each an array per field in insertion order (removal
-# shifts the later entries down).  E_RBW packs what FR-FCFS reads: row << 6 | is_write << 5 | bank.
+# Request buffers: three per channel, each a window of WINDOW slots per field.  The live
+# entries sit between the buffer's head and tail in insertion order; an entry taken out of the
+# middle is marked DEAD in place (no shifting), the head skips dead entries, and the live ones
+# are moved back to the window's start only when the tail reaches its end.  E_RBW packs what
+# FR-FCFS reads: row << 6 | is_write << 5 | bank.
 B_READ, B_WRITE, B_ACTIVE = 0, 1, 2
 N_BUF_KINDS = 3
 E_ADDR, E_RBW, E_ARRIVE = range(3)
 N_ENTRY_FIELDS = 3
+WINDOW = 2 * QUEUE_CAPACITY - 2   # >= 31 appends between two compactions of a full buffer
+DEAD = -1                         # E_RBW of an entry taken out (a live E_RBW is >= 0)
 RBW_BANK_MASK = BANKS - 1
 RBW_WRITE_SHIFT = 5
 RBW_ROW_SHIFT = 6
@@ -158,11 +174,13 @@ _CHANNEL_FIELDS = (
     ("write_mode", 1),
     ("wm_settled", 1),   # the write mode a tick that finds no ready active entry leaves behind
     ("plan_ok", 1),      # the cached scan below is valid (nothing changed since it was made)
-    ("act_at", 1), ("act_idx", 1), ("act_cmd", 1),     # scan: active buffer's first ready cycle ...
-    ("src_at", 1), ("src_idx", 1), ("src_cmd", 1),     # ... and the write-mode buffer's
-    ("outstanding", 1),  # accepted reads not yet served
-    ("buf_len", N_BUF_KINDS),
-    ("pend_head", 1), ("pend_len", 1),
+    ("act_at", 1), ("act_pos", 1), ("act_cmd", 1),     # scan: active buffer's first ready cycle ...
+    ("src_at", 1), ("src_pos", 1), ("src_cmd", 1),     # ... and the write-mode buffer's
+    ("queued_reads", 1),  # reads in the read or active buffer (their RD not issued yet)
+    ("unserved", 1),      # reads whose callback has not fired (RD issued or forwarded)
+    ("last_serve", 1),    # clk of the tick that serves the newest read (-1: none yet)
+    ("buf_len", N_BUF_KINDS), ("buf_head", N_BUF_KINDS), ("buf_tail", N_BUF_KINDS),
+    ("serve_head", 1), ("serve_len", 1),
     ("ready_ch", N_CMD),
     ("ready_pc", PCS * N_CMD),
     ("ready_bg", BGS * N_CMD),
@@ -170,7 +188,7 @@ _CHANNEL_FIELDS = (
     ("eff_ready", N_CMD * BANKS),   # [cmd, bank]: max of ready[cmd] over the bank's path
     ("act_hist", PCS * FAW_WINDOW),  # last ACT issue times per pseudochannel, newest first
     ("open_row", BANKS),             # -1 = closed
-    ("buffers", N_BUF_KINDS * N_ENTRY_FIELDS * QUEUE_CAPACITY),
+    ("buffers", N_BUF_KINDS * N_ENTRY_FIELDS * WINDOW),
 )
 _offsets = {}
 _pos = 0
@@ -183,15 +201,19 @@ C_WM = _offsets["write_mode"]
 C_WM_SETTLED = _offsets["wm_settled"]
 C_PLAN_OK = _offsets["plan_ok"]
 C_ACT_AT = _offsets["act_at"]
-C_ACT_IDX = _offsets["act_idx"]
+C_ACT_POS = _offsets["act_pos"]
 C_ACT_CMD = _offsets["act_cmd"]
 C_SRC_AT = _offsets["src_at"]
-C_SRC_IDX = _offsets["src_idx"]
+C_SRC_POS = _offsets["src_pos"]
 C_SRC_CMD = _offsets["src_cmd"]
-C_OUT = _offsets["outstanding"]
+C_QREADS = _offsets["queued_reads"]
+C_UNSERVED = _offsets["unserved"]
+C_LAST_SERVE = _offsets["last_serve"]
 C_LEN = _offsets["buf_len"]
-C_PHEAD = _offsets["pend_head"]
-C_PLEN = _offsets["pend_len"]
+C_HEAD = _offsets["buf_head"]
+C_TAIL = _offsets["buf_tail"]
+C_SHEAD = _offsets["serve_head"]
+C_SLEN = _offsets["serve_len"]
 C_RCH = _offsets["ready_ch"]
 C_RPC = _offsets["ready_pc"]
 C_RBG = _offsets["ready_bg"]
@@ -200,16 +222,21 @@ C_EFF = _offsets["eff_ready"]
 C_ACTH = _offsets["act_hist"]
 C_OPEN = _offsets["open_row"]
 C_BUF = _offsets["buffers"]
+BUF_STRIDE = N_ENTRY_FIELDS * WINDOW             # from one buffer kind to the next
+C_ADDR = C_BUF + E_ADDR * WINDOW                 # field arrays of buffer kind 0; + kind * BUF_STRIDE
+C_RBW = C_BUF + E_RBW * WINDOW
+C_ARRIVE = C_BUF + E_ARRIVE * WINDOW
 CH_BASE = N_HEADER
-PEND_BASE = CH_BASE + N_CH * CH_SIZE   # per channel: depart[cap], then count[cap]
+SERVE_BASE = CH_BASE + N_CH * CH_SIZE   # per channel: first serve clk[cap], then count[cap]
 
 
 def new_hbm2_state(pending_capacity: int = DEFAULT_PENDING_CAPACITY, minimal: bool = False) -> np.ndarray:
     """A fresh, idle HBM2 model at time 0 (all banks closed, empty queues, write mode off).
 
-    `pending_capacity` is the number of (depart, count) runs each channel's pending FIFO holds;
-    the model raises ValueError if a batch ever needs more.  `minimal=True` builds the small
-    stand-in used by a state that runs the analytic model (the model itself is not usable).
+    `pending_capacity` is the number of runs of consecutive serve cycles each channel's record
+    of unserved reads holds; the model raises ValueError if a batch ever needs more.
+    `minimal=True` builds the small stand-in used by a state that runs the analytic model (the
+    model itself is not usable).
     """
     if pending_capacity < 1:
         raise ValueError(f"pending_capacity must be >= 1 (got {pending_capacity})")
@@ -217,11 +244,12 @@ def new_hbm2_state(pending_capacity: int = DEFAULT_PENDING_CAPACITY, minimal: bo
         st = np.zeros(N_HEADER, dtype=np.int64)
         st[H_MINIMAL] = 1
         return st
-    st = np.zeros(PEND_BASE + N_CH * 2 * pending_capacity, dtype=np.int64)
-    st[H_PEND_CAP] = pending_capacity
+    st = np.zeros(SERVE_BASE + N_CH * 2 * pending_capacity, dtype=np.int64)
+    st[H_SERVE_CAP] = pending_capacity
     st[H_LAST_SERVE] = -1
-    chans = st[CH_BASE:PEND_BASE].reshape(N_CH, CH_SIZE)
-    for name in ("ready_ch", "ready_pc", "ready_bg", "ready_bank", "eff_ready", "act_hist", "open_row"):
+    chans = st[CH_BASE:SERVE_BASE].reshape(N_CH, CH_SIZE)
+    for name in ("last_serve", "ready_ch", "ready_pc", "ready_bg", "ready_bank", "eff_ready", "act_hist",
+                 "open_row"):
         chans[:, _offsets[name]:_offsets[name] + dict(_CHANNEL_FIELDS)[name]] = -1
     return st
 
@@ -237,13 +265,14 @@ def state_views(st: np.ndarray) -> dict[str, np.ndarray | int]:
     Every channel is first brought up to next_instant (a no-op for the results: those ticks
     would run anyway before the channel is next used), so the views show the state the
     reference's controllers have at that instant.  Node ids are per channel: pseudochannel p,
-    bank group (p << 2) | bg, bank (group << 2) | ba.
+    bank group (p << 2) | bg, bank (group << 2) | ba.  `queue_entries` lists a buffer's live
+    requests; `serve_first`/`serve_count` are the runs of serve cycles of unserved reads.
     """
     _check_state(st)
     synchronise(st)
-    cap = int(st[H_PEND_CAP])
-    chans = st[CH_BASE:PEND_BASE].reshape(N_CH, CH_SIZE)
-    pend = st[PEND_BASE:PEND_BASE + N_CH * 2 * cap].reshape(N_CH, 2, cap)
+    cap = int(st[H_SERVE_CAP])
+    chans = st[CH_BASE:SERVE_BASE].reshape(N_CH, CH_SIZE)
+    serve = st[SERVE_BASE:SERVE_BASE + N_CH * 2 * cap].reshape(N_CH, 2, cap)
 
     def region(name, *shape):
         start = _offsets[name]
@@ -253,10 +282,12 @@ def state_views(st: np.ndarray) -> dict[str, np.ndarray | int]:
 
     return {
         "next_instant": int(st[H_NEXT]),
-        "pending_reads": int(region("outstanding").sum()),
+        "pending_reads": int(region("unserved").sum()),
         "clk": region("clk"),
         "write_mode": region("write_mode"),
         "buf_len": region("buf_len", N_BUF_KINDS),
+        "buf_head": region("buf_head", N_BUF_KINDS),
+        "buf_tail": region("buf_tail", N_BUF_KINDS),
         "ready_ch": region("ready_ch", N_CMD),
         "ready_pc": region("ready_pc", PCS, N_CMD),
         "ready_bg": region("ready_bg", BGS, N_CMD),
@@ -264,22 +295,32 @@ def state_views(st: np.ndarray) -> dict[str, np.ndarray | int]:
         "eff_ready": region("eff_ready", N_CMD, BANKS),
         "act_hist": region("act_hist", PCS, FAW_WINDOW),
         "open_row": region("open_row", BANKS),
-        "buffers": region("buffers", N_BUF_KINDS, N_ENTRY_FIELDS, QUEUE_CAPACITY),
-        "pend_head": region("pend_head"),
-        "pend_len": region("pend_len"),
-        "pend_depart": pend[:, 0, :],
-        "pend_count": pend[:, 1, :],
+        "buffers": region("buffers", N_BUF_KINDS, N_ENTRY_FIELDS, WINDOW),
+        "serve_head": region("serve_head"),
+        "serve_len": region("serve_len"),
+        "serve_first": serve[:, 0, :],
+        "serve_count": serve[:, 1, :],
     }
 
 
 def queue_entries(views: dict, ch: int, kind: int) -> list[tuple[int, int, int, int, int]]:
-    """The requests of one buffer of a state_views() dict in order, as (addr, bank, row, arrive,
-    is_write)."""
+    """The live requests of one buffer of a state_views() dict in order, as (addr, bank, row,
+    arrive, is_write)."""
     out = []
-    for i in range(int(views["buf_len"][ch, kind])):
+    for i in range(int(views["buf_head"][ch, kind]), int(views["buf_tail"][ch, kind])):
         addr, rbw, arrive = (int(x) for x in views["buffers"][ch, kind, :, i])
-        out.append((addr, rbw & RBW_BANK_MASK, rbw >> RBW_ROW_SHIFT, arrive, (rbw >> RBW_WRITE_SHIFT) & 1))
+        if rbw != DEAD:
+            out.append((addr, rbw & RBW_BANK_MASK, rbw >> RBW_ROW_SHIFT, arrive, (rbw >> RBW_WRITE_SHIFT) & 1))
+    assert len(out) == int(views["buf_len"][ch, kind])
     return out
+
+
+def serve_runs(views: dict, ch: int) -> list[tuple[int, int]]:
+    """(first serve clk, count) runs of a channel's unserved reads, oldest first."""
+    cap = views["serve_first"].shape[1]
+    head = int(views["serve_head"][ch])
+    return [(int(views["serve_first"][ch, (head + i) % cap]), int(views["serve_count"][ch, (head + i) % cap]))
+            for i in range(int(views["serve_len"][ch]))]
 
 
 # ------------------------------------------------------------------------------ address mapping
@@ -319,36 +360,19 @@ def map_address(addr):
     return ch, pc, bg, ba, row, col
 
 
-@inline_jit
-def _channel_of(addr):
-    """map_address(addr)[0]: the channel bits XOR the low column bits (§2)."""
-    x = addr >> TX_BITS
-    col = (x & ((1 << COLUMN_LOW_BITS) - 1)) | (((x >> (COLUMN_LOW_BITS + CH_BITS + PC_BITS + BG_BITS + BA_BITS))
-                                                 & ((1 << COLUMN_HIGH_BITS) - 1)) << COLUMN_LOW_BITS)
-    return ((x >> COLUMN_LOW_BITS) ^ col) & ((1 << CH_BITS) - 1)
-
-
-@inline_jit
-def _channel_base(ch):
-    return CH_BASE + ch * CH_SIZE
-
-
-@inline_jit
-def _field(cb, kind, field):
-    """Offset of field `field` of entry 0 of buffer `kind` of the channel at `cb`."""
-    return cb + C_BUF + (kind * N_ENTRY_FIELDS + field) * QUEUE_CAPACITY
-
-
-# ------------------------------------------------------------------------------ device
-@inline_jit
-def _raise_ready(st, node, cb, cmd, first_bank, n_banks, at):
-    """ready[cmd] of a node becomes at least `at`; so does eff_ready[cmd] of the banks below it."""
+# ------------------------------------------------------------------------------ channel helpers
+# Small helpers are plain @jit (compiled once each; LLVM inlines them into their callers); the
+# parts of _run are inline_jit with one or two call sites each (see the module docstring).
+@jit
+def _raise_ready(st, node, eff, n_banks, at):
+    """ready[cmd] of a node becomes at least `at`; so does eff_ready[cmd] of the n_banks banks
+    below it, which start at offset `eff`."""
     if at > st[node]:
         st[node] = at
         # unsigned indices and no branch: the compiler vectorises this
-        eff = np.uint64(cb + C_EFF + cmd * BANKS + first_bank)
+        e = np.uint64(eff)
         for b in range(np.uint64(n_banks)):
-            st[eff + b] = max(st[eff + b], at)
+            st[e + b] = max(st[e + b], at)
 
 
 @inline_jit
@@ -356,19 +380,19 @@ def _issue(st, cb, cmd, bank, row, clk):
     """Issue `cmd` at `clk`: every node on the path applies its constraints; update the bank."""
     pc = bank >> (BG_BITS + BA_BITS)
     bg = bank >> BA_BITS
-    for f in range(N_CMD):
-        gap = LAT[0, cmd, f]
-        if gap >= 0:
-            _raise_ready(st, cb + C_RCH + f, cb, f, 0, BANKS, clk + gap)
-        gap = LAT[1, cmd, f]
-        if gap >= 0:
-            _raise_ready(st, cb + C_RPC + pc * N_CMD + f, cb, f, pc * BANKS_PER_PC, BANKS_PER_PC, clk + gap)
-        gap = LAT[2, cmd, f]
-        if gap >= 0:
-            _raise_ready(st, cb + C_RBG + bg * N_CMD + f, cb, f, bg * BANKS_PER_BG, BANKS_PER_BG, clk + gap)
-        gap = LAT[3, cmd, f]
-        if gap >= 0:
-            _raise_ready(st, cb + C_RBANK + bank * N_CMD + f, cb, f, bank, 1, clk + gap)
+    for level in range(N_LEVEL):
+        if level == 0:
+            node, first, n_banks = cb + C_RCH, 0, BANKS
+        elif level == 1:
+            node, first, n_banks = cb + C_RPC + pc * N_CMD, pc * BANKS_PER_PC, BANKS_PER_PC
+        elif level == 2:
+            node, first, n_banks = cb + C_RBG + bg * N_CMD, bg * BANKS_PER_BG, BANKS_PER_BG
+        else:
+            node, first, n_banks = cb + C_RBANK + bank * N_CMD, bank, 1
+        for f in range(N_CMD):
+            gap = LAT[level, cmd, f]
+            if gap >= 0:
+                _raise_ready(st, node + f, cb + C_EFF + f * BANKS + first, n_banks, clk + gap)
     if cmd == ACT:
         hist = cb + C_ACTH + pc * FAW_WINDOW
         for i in range(FAW_WINDOW - 1, 0, -1):
@@ -376,108 +400,119 @@ def _issue(st, cb, cmd, bank, row, clk):
         st[hist] = clk
         oldest = st[hist + FAW_WINDOW - 1]
         if oldest >= 0:
-            _raise_ready(st, cb + C_RPC + pc * N_CMD + ACT, cb, ACT, pc * BANKS_PER_PC, BANKS_PER_PC,
-                         oldest + N_FAW)
+            _raise_ready(st, cb + C_RPC + pc * N_CMD + cmd, cb + C_EFF + cmd * BANKS + pc * BANKS_PER_PC,
+                         BANKS_PER_PC, oldest + N_FAW)
         st[cb + C_OPEN + bank] = row
     elif cmd == PRE:
         st[cb + C_OPEN + bank] = -1
 
 
-# ------------------------------------------------------------------------------ controller
+@jit
+def _pop_served(st, ch, cb, clk):
+    """Forget the reads served by the ticks up to and including `clk`."""
+    cap = st[H_SERVE_CAP]
+    first = SERVE_BASE + ch * 2 * cap
+    while st[cb + C_SLEN] > 0:
+        head = st[cb + C_SHEAD]
+        start = st[first + head]
+        if start > clk:
+            return
+        count = st[first + cap + head]
+        n = clk - start + 1
+        if n < count:
+            st[first + head] = start + n
+            st[first + cap + head] = count - n
+            st[cb + C_UNSERVED] -= n
+            st[H_SERVED] += n
+            return
+        st[cb + C_UNSERVED] -= count
+        st[H_SERVED] += count
+        st[cb + C_SHEAD] = head + 1 if head + 1 < cap else 0
+        st[cb + C_SLEN] -= 1
+
+
 @inline_jit
-def _pending_push(st, ch, cb, depart):
-    """Append one read to the channel's pending FIFO (consecutive equal departs share a run)."""
-    cap = st[H_PEND_CAP]
-    n = st[cb + C_PLEN]
-    head = st[cb + C_PHEAD]
-    dep = PEND_BASE + ch * 2 * cap
+def _push_read(st, ch, cb, depart, clk):
+    """A read departs the controller at `depart` (RD issued or forwarded at `clk`).
+
+    The `pending` FIFO serves only its head, at most one read per tick, so the k-th read is
+    served at max(depart_k, serve_{k-1} + 1) (§6 step 2): its callback's clk is known now, and
+    no tick has to be run for it.  Unserved reads are kept as runs of consecutive serve cycles.
+    """
+    serve = st[cb + C_LAST_SERVE] + 1
+    if serve < depart:
+        serve = depart
+    st[cb + C_LAST_SERVE] = serve
+    if serve > st[H_LAST_SERVE]:
+        st[H_LAST_SERVE] = serve
+    st[cb + C_UNSERVED] += 1
+    cap = st[H_SERVE_CAP]
+    first = SERVE_BASE + ch * 2 * cap
+    n = st[cb + C_SLEN]
+    head = st[cb + C_SHEAD]
     if n > 0:
         last = head + n - 1
         if last >= cap:
             last -= cap
-        if st[dep + last] == depart:
-            st[dep + cap + last] += 1
+        if st[first + last] + st[first + cap + last] == serve:
+            st[first + cap + last] += 1
             return
     if n == cap:
-        raise ValueError("HBM2 model: a channel's pending-read FIFO overflowed; "
-                         "build the timing state with a larger pending_capacity")
+        _pop_served(st, ch, cb, clk)   # (the new read is counted but not in the ring: not popped)
+        n = st[cb + C_SLEN]
+        head = st[cb + C_SHEAD]
+        if n == cap:
+            raise ValueError("HBM2 model: a channel's pending-read FIFO overflowed; "
+                             "build the timing state with a larger pending_capacity")
     slot = head + n
     if slot >= cap:
         slot -= cap
-    st[dep + slot] = depart
-    st[dep + cap + slot] = 1
-    st[cb + C_PLEN] = n + 1
-
-
-@inline_jit
-def _pending_head_depart(st, ch, cb):
-    """Departure cycle of the read at the head of the pending FIFO, NEVER if it is empty."""
-    if st[cb + C_PLEN] == 0:
-        return NEVER
-    return st[PEND_BASE + ch * 2 * st[H_PEND_CAP] + st[cb + C_PHEAD]]
-
-
-@inline_jit
-def _pending_serve(st, ch, cb, clk):
-    """Serve at most one read, and only the FIFO head, if it has departed by `clk`."""
-    if st[cb + C_PLEN] == 0:
-        return
-    cap = st[H_PEND_CAP]
-    head = st[cb + C_PHEAD]
-    dep = PEND_BASE + ch * 2 * cap
-    if st[dep + head] > clk:
-        return
-    st[dep + cap + head] -= 1
-    if st[dep + cap + head] == 0:
-        st[cb + C_PHEAD] = head + 1 if head + 1 < cap else 0
-        st[cb + C_PLEN] -= 1
-    st[cb + C_OUT] -= 1
-    st[H_SERVED] += 1
-    if clk > st[H_LAST_SERVE]:
-        st[H_LAST_SERVE] = clk
+    st[first + slot] = serve
+    st[first + cap + slot] = 1
+    st[cb + C_SLEN] = n + 1
 
 
 @inline_jit
 def _append(st, cb, kind, addr, rbw, arrive):
     """Append a request to a buffer (the caller checked the capacity)."""
-    n = st[cb + C_LEN + kind]
-    st[_field(cb, kind, E_ADDR) + n] = addr
-    st[_field(cb, kind, E_RBW) + n] = rbw
-    st[_field(cb, kind, E_ARRIVE) + n] = arrive
-    st[cb + C_LEN + kind] = n + 1
+    buf = cb + kind * BUF_STRIDE
+    tail = st[cb + C_TAIL + kind]
+    if tail == WINDOW:
+        # compact: move the live entries to the window's start, in order
+        j = 0
+        for i in range(st[cb + C_HEAD + kind], WINDOW):
+            if st[buf + C_RBW + i] != DEAD:
+                st[buf + C_ADDR + j] = st[buf + C_ADDR + i]
+                st[buf + C_RBW + j] = st[buf + C_RBW + i]
+                st[buf + C_ARRIVE + j] = st[buf + C_ARRIVE + i]
+                j += 1
+        st[cb + C_HEAD + kind] = 0
+        tail = j
+    st[buf + C_ADDR + tail] = addr
+    st[buf + C_RBW + tail] = rbw
+    st[buf + C_ARRIVE + tail] = arrive
+    st[cb + C_TAIL + kind] = tail + 1
+    st[cb + C_LEN + kind] += 1
 
 
-@inline_jit
-def _remove(st, cb, kind, idx):
-    """Take the idx-th request out of a buffer, keeping the others' order."""
+@jit
+def _remove(st, cb, kind, pos):
+    """Take the entry at window position `pos` out of a buffer, keeping the others' order."""
+    buf = cb + kind * BUF_STRIDE
+    st[buf + C_RBW + pos] = DEAD
     n = st[cb + C_LEN + kind] - 1
-    for field in range(N_ENTRY_FIELDS):
-        f = _field(cb, kind, field)
-        # unsigned indices: no negative-index wrap-around test per element
-        i = np.uint64(f + idx)
-        end = np.uint64(f + n)
-        while i < end:
-            st[i] = st[i + np.uint64(1)]
-            i += np.uint64(1)
     st[cb + C_LEN + kind] = n
+    if n == 0:
+        st[cb + C_HEAD + kind] = 0
+        st[cb + C_TAIL + kind] = 0
+    elif pos == st[cb + C_HEAD + kind]:
+        pos += 1
+        while st[buf + C_RBW + pos] == DEAD:
+            pos += 1
+        st[cb + C_HEAD + kind] = pos
 
 
-@inline_jit
-def _entry_command(st, cb, rbw):
-    """(prerequisite command, cycle it becomes issuable) of a queue entry (§4): ACT for a closed
-    bank, the final RD/WR on a row hit, PRE on a row conflict."""
-    bank = rbw & RBW_BANK_MASK
-    open_row = st[cb + C_OPEN + bank]
-    if open_row == -1:
-        cmd = ACT
-    elif open_row == rbw >> RBW_ROW_SHIFT:
-        cmd = RD + ((rbw >> RBW_WRITE_SHIFT) & 1)
-    else:
-        cmd = PRE
-    return cmd, st[cb + C_EFF + cmd * BANKS + bank]
-
-
-@inline_jit
+@jit
 def _settled_write_mode(st, cb):
     """The write mode after a tick whose active buffer has nothing ready (§6 step 4.2).
 
@@ -506,41 +541,52 @@ def _plan(st, cb):
     best = NEVER
     best_i = -1
     best_arrive = 0
-    rbws = _field(cb, B_ACTIVE, E_RBW)
-    arrives = _field(cb, B_ACTIVE, E_ARRIVE)
+    buf = cb + B_ACTIVE * BUF_STRIDE
     # An active entry's bank is open on its row until its RD/WR: its ACT opened it, and the PRE
     # veto keeps any other request from closing it meanwhile.  So its command is the final one.
     eff = cb + C_EFF + RD * BANKS
-    for i in range(st[cb + C_LEN + B_ACTIVE]):
-        rbw = st[rbws + i]
+    for i in range(st[cb + C_HEAD + B_ACTIVE], st[cb + C_TAIL + B_ACTIVE]):
+        rbw = st[buf + C_RBW + i]
+        if rbw == DEAD:
+            continue
         at = st[eff + ((rbw >> RBW_WRITE_SHIFT) & 1) * BANKS + (rbw & RBW_BANK_MASK)]
         if at < lo:
             at = lo
-        arrive = st[arrives + i]
+        arrive = st[buf + C_ARRIVE + i]
         if at < best or (at == best and arrive < best_arrive):
             best = at
             best_i = i
             best_arrive = arrive
     st[cb + C_ACT_AT] = best
-    st[cb + C_ACT_IDX] = best_i
+    st[cb + C_ACT_POS] = best_i
     if best_i >= 0:
-        st[cb + C_ACT_CMD] = RD + ((st[rbws + best_i] >> RBW_WRITE_SHIFT) & 1)
+        st[cb + C_ACT_CMD] = RD + ((st[buf + C_RBW + best_i] >> RBW_WRITE_SHIFT) & 1)
     src = B_WRITE if wm != 0 else B_READ
     best = NEVER
     best_i = -1
     best_cmd = -1
-    rbws = _field(cb, src, E_RBW)
+    buf = cb + src * BUF_STRIDE
     # Entries with equal E_RBW are ready at the same cycle, so only the first of them can win:
     # the two keys judged last (typically a prefetch's element and scale rows) are not judged again.
-    seen_a = -1
-    seen_b = -1
-    for i in range(st[cb + C_LEN + src]):
-        rbw = st[rbws + i]
-        if rbw == seen_a or rbw == seen_b:
+    seen_a = -2   # no key
+    seen_b = -2
+    for i in range(st[cb + C_HEAD + src], st[cb + C_TAIL + src]):
+        rbw = st[buf + C_RBW + i]
+        if rbw == seen_a or rbw == seen_b or rbw == DEAD:
             continue
         seen_b = seen_a
         seen_a = rbw
-        cmd, at = _entry_command(st, cb, rbw)
+        # the prerequisite command (§4): ACT for a closed bank, the final RD/WR on a row hit,
+        # PRE on a row conflict
+        bank = rbw & RBW_BANK_MASK
+        open_row = st[cb + C_OPEN + bank]
+        if open_row == -1:
+            cmd = ACT
+        elif open_row == rbw >> RBW_ROW_SHIFT:
+            cmd = RD + ((rbw >> RBW_WRITE_SHIFT) & 1)
+        else:
+            cmd = PRE
+        at = st[cb + C_EFF + cmd * BANKS + bank]
         if at < lo:
             at = lo
         if at < best:
@@ -550,134 +596,140 @@ def _plan(st, cb):
             if best == lo:
                 break
     st[cb + C_SRC_AT] = best
-    st[cb + C_SRC_IDX] = best_i
+    st[cb + C_SRC_POS] = best_i
     st[cb + C_SRC_CMD] = best_cmd
     st[cb + C_PLAN_OK] = 1
 
 
 @inline_jit
-def _next_event(st, ch, cb):
-    """The clk of the channel's next tick that serves a read or may issue a command."""
-    if st[cb + C_PLAN_OK] == 0:
-        _plan(st, cb)
-    at = _pending_head_depart(st, ch, cb)
-    lo = st[cb + C_CLK] + 1
-    if at < lo:
-        at = lo
-    if st[cb + C_ACT_AT] < at:
-        at = st[cb + C_ACT_AT]
-    if st[cb + C_SRC_AT] < at:
-        at = st[cb + C_SRC_AT]
-    return at
-
-
-@inline_jit
 def _tick(st, ch, cb, clk):
-    """The controller tick at `clk` = the channel's next event (§6); the ticks before it, if
-    any, only settled the write mode."""
+    """The controller tick at `clk` = the channel's next command event (§6); the ticks before
+    it, if any, only settled the write mode or served reads (whose serve cycles are already
+    known, see _push_read)."""
     if clk > st[cb + C_CLK] + 1:
         st[cb + C_WM] = st[cb + C_WM_SETTLED]
     st[cb + C_CLK] = clk
-    _pending_serve(st, ch, cb, clk)
-    n_active = st[cb + C_LEN + B_ACTIVE]
-    if n_active == 0 and st[cb + C_LEN + B_READ] == 0 and st[cb + C_LEN + B_WRITE] == 0:
-        st[cb + C_WM] = 1  # what set_write_mode does with an empty read buffer
-        return
     if st[cb + C_ACT_AT] == clk:
         src = B_ACTIVE
-        idx = st[cb + C_ACT_IDX]
+        pos = st[cb + C_ACT_POS]
         cmd = st[cb + C_ACT_CMD]
     else:
         st[cb + C_WM] = st[cb + C_WM_SETTLED]
-        if st[cb + C_SRC_AT] != clk:
-            return  # only a read was served: the scan stays valid
         src = B_WRITE if st[cb + C_WM] != 0 else B_READ
-        idx = st[cb + C_SRC_IDX]
+        pos = st[cb + C_SRC_POS]
         cmd = st[cb + C_SRC_CMD]
-    rbw = st[_field(cb, src, E_RBW) + idx]
+    buf = cb + src * BUF_STRIDE
+    rbw = st[buf + C_RBW + pos]
     bank = rbw & RBW_BANK_MASK
     st[cb + C_PLAN_OK] = 0
     if cmd == PRE:
         # never close a row that a request in the active buffer is waiting for
-        active = _field(cb, B_ACTIVE, E_RBW)
-        for i in range(n_active):
-            if st[active + i] & RBW_BANK_MASK == bank:
+        active = cb + B_ACTIVE * BUF_STRIDE + C_RBW
+        for i in range(st[cb + C_HEAD + B_ACTIVE], st[cb + C_TAIL + B_ACTIVE]):
+            a = st[active + i]
+            if a != DEAD and a & RBW_BANK_MASK == bank:
                 return
     _issue(st, cb, cmd, bank, rbw >> RBW_ROW_SHIFT, clk)
     is_write = (rbw >> RBW_WRITE_SHIFT) & 1
     if cmd == RD + is_write:
         if is_write == 0:
-            _pending_push(st, ch, cb, clk + READ_LATENCY)
-        _remove(st, cb, src, idx)
-    elif cmd == ACT and n_active < QUEUE_CAPACITY:
+            _push_read(st, ch, cb, clk + READ_LATENCY, clk)
+            st[cb + C_QREADS] -= 1
+        _remove(st, cb, src, pos)
+    elif cmd == ACT and st[cb + C_LEN + B_ACTIVE] < QUEUE_CAPACITY:
         # move to the active buffer (if it is full the request stays where it is)
-        addr = st[_field(cb, src, E_ADDR) + idx]
-        arrive = st[_field(cb, src, E_ARRIVE) + idx]
-        _remove(st, cb, src, idx)
-        _append(st, cb, B_ACTIVE, addr, rbw, arrive)
-
-
-@jit   # compiled once, not inlined into every caller: inlining the tick here cost ~25 s of first-run compile
-def _advance(st, ch, cb, clk):
-    """Run the channel's ticks up to and including `clk`, skipping those that do nothing."""
-    while st[cb + C_CLK] < clk:
-        at = _next_event(st, ch, cb)
-        if at > clk:
-            st[cb + C_WM] = st[cb + C_WM_SETTLED]
-            st[cb + C_CLK] = clk
-            return
-        _tick(st, ch, cb, at)
+        addr = st[buf + C_ADDR + pos]
+        arrive = st[buf + C_ARRIVE + pos]
+        _remove(st, cb, src, pos)
+        _append(st, cb, np.int64(B_ACTIVE), addr, rbw, arrive)
 
 
 @inline_jit
 def _send(st, ch, cb, addr, is_write, clk):
     """Offer one 16-byte request to channel `ch`, whose clock is at `clk`.  False = refused."""
-    if not is_write:
-        addrs = _field(cb, B_WRITE, E_ADDR)
-        for i in range(st[cb + C_LEN + B_WRITE]):
-            if st[addrs + i] == addr:
-                _pending_push(st, ch, cb, clk + FORWARD_DELAY)
-                st[cb + C_OUT] += 1
+    if is_write == 0:
+        buf = cb + B_WRITE * BUF_STRIDE
+        for i in range(st[cb + C_HEAD + B_WRITE], st[cb + C_TAIL + B_WRITE]):
+            if st[buf + C_ADDR + i] == addr and st[buf + C_RBW + i] != DEAD:
+                _push_read(st, ch, cb, clk + FORWARD_DELAY, clk)
                 return True
-    kind = B_WRITE if is_write else B_READ
+    kind = B_WRITE if is_write != 0 else B_READ
     if st[cb + C_LEN + kind] >= QUEUE_CAPACITY:
         return False
     _ch, pc, bg, ba, row, _col = map_address(addr)
     bank = (((pc << BG_BITS) | bg) << BA_BITS) | ba
-    w = 1 if is_write else 0
-    _append(st, cb, kind, addr, (row << RBW_ROW_SHIFT) | (w << RBW_WRITE_SHIFT) | bank, clk)
-    if not is_write:
-        st[cb + C_OUT] += 1
+    _append(st, cb, kind, addr, (row << RBW_ROW_SHIFT) | (is_write << RBW_WRITE_SHIFT) | bank, clk)
+    if is_write == 0:
+        st[cb + C_QREADS] += 1
     st[cb + C_PLAN_OK] = 0
     return True
 
 
-@jit   # (as _advance)
-def _send_when_accepted(st, ch, cb, addr, is_write):
-    """Retry a refused request once per cycle (each retry after that cycle's tick) until the
-    channel takes it; only a tick that issues can make room, so the retries jump from event to
-    event.  Returns the clk at which it was accepted."""
+@jit
+def _run(st, ch, cb, clk, addr, is_write, retry):
+    """Drive one channel; the one loop every entry point uses.
+
+    * Runs the channel's ticks up to and including `clk`, skipping those that do nothing: after
+      any change (a command issued, a request queued, a veto) `_plan` finds the next cycle at
+      which a command can be chosen; the ticks before it can only settle the write mode (which is
+      idempotent while the buffer sizes stand still) or serve reads (whose serve cycles are known).
+    * Then, if addr >= 0, offers that request at `clk`; if it is refused and `retry` is set, offers
+      it again after each following tick that issues a command (only those can make room) until
+      it is accepted.  Returns the clk at which it was accepted, or -1 if refused (retry 0).
+    * clk == NEVER with addr < 0 runs the channel until every read queued on it has been issued.
+    """
     while True:
-        clk = _next_event(st, ch, cb)
-        _tick(st, ch, cb, clk)
-        if _send(st, ch, cb, addr, is_write, clk):
-            return clk
+        if st[cb + C_CLK] >= clk:
+            if addr < 0:
+                _pop_served(st, ch, cb, clk)
+                return clk
+            if _send(st, ch, cb, addr, is_write, clk):
+                return clk
+            if retry == 0:
+                return -1
+            if st[cb + C_PLAN_OK] == 0:
+                _plan(st, cb)
+            clk = min(st[cb + C_ACT_AT], st[cb + C_SRC_AT])  # the next tick that can issue
+            if clk == NEVER:
+                raise ValueError("HBM2 model: a refused request waits for a channel with nothing to issue")
+        elif clk == NEVER and st[cb + C_QREADS] == 0:
+            return st[cb + C_CLK]
+        if st[cb + C_PLAN_OK] == 0:
+            _plan(st, cb)
+        at = min(st[cb + C_ACT_AT], st[cb + C_SRC_AT])
+        if at > clk:
+            st[cb + C_WM] = st[cb + C_WM_SETTLED]
+            st[cb + C_CLK] = clk
+            _pop_served(st, ch, cb, clk)
+        elif at == NEVER:
+            raise ValueError("HBM2 model: reads are queued on a channel with nothing to issue")
+        else:
+            _tick(st, ch, cb, at)
+
+
+@jit
+def _channel_of(addr):
+    """map_address(addr)[0]: the channel bits XOR the low column bits (§2)."""
+    x = addr >> TX_BITS
+    col = (x & ((1 << COLUMN_LOW_BITS) - 1)) | (((x >> (COLUMN_LOW_BITS + CH_BITS + PC_BITS + BG_BITS + BA_BITS))
+                                                 & ((1 << COLUMN_HIGH_BITS) - 1)) << COLUMN_LOW_BITS)
+    return ((x >> COLUMN_LOW_BITS) ^ col) & ((1 << CH_BITS) - 1)
 
 
 @jit
 def synchronise(st):
     """Bring every channel's clock up to next_instant (changes no result; for inspection)."""
+    no_request = np.int64(-1)
     for ch in range(N_CH):
-        _advance(st, ch, _channel_base(ch), st[H_NEXT])
+        _run(st, ch, CH_BASE + ch * CH_SIZE, st[H_NEXT], no_request, no_request, no_request)
 
 
 @jit
 def send(st, addr, is_write):
     """Offer one 16-byte request at the current next_instant.  False = refused (queue full)."""
     ch = _channel_of(addr)
-    cb = _channel_base(ch)
-    _advance(st, ch, cb, st[H_NEXT])
-    return _send(st, ch, cb, addr, is_write, st[H_NEXT])
+    w = np.int64(1) if is_write else np.int64(0)
+    return _run(st, ch, CH_BASE + ch * CH_SIZE, st[H_NEXT], addr, w, np.int64(0)) >= 0
 
 
 @jit
@@ -732,18 +784,20 @@ def hbm2_read_batch(st, now, block_addrs, n):
         clk = now   # catch-up: the ticks up to now run lazily, channel by channel
     st[H_NEXT] = clk
     st[H_LAST_SERVE] = -1
+    read = np.int64(0)
+    retry = np.int64(1)
     for q in range(n << TX_PER_BLOCK_BITS):
         addr = block_addrs[q >> TX_PER_BLOCK_BITS] + ((q & ((1 << TX_PER_BLOCK_BITS) - 1)) << TX_BITS)
         ch = _channel_of(addr)
-        cb = _channel_base(ch)
-        _advance(st, ch, cb, clk)
-        if not _send(st, ch, cb, addr, False, clk):
-            clk = _send_when_accepted(st, ch, cb, addr, False)
+        accepted = _run(st, ch, CH_BASE + ch * CH_SIZE, clk, addr, read, retry)
+        if accepted != clk:
+            clk = accepted
             st[H_NEXT] = clk
+    no_request = np.int64(-1)
     for ch in range(N_CH):
-        cb = _channel_base(ch)
-        while st[cb + C_OUT] > 0:
-            _tick(st, ch, cb, _next_event(st, ch, cb))
+        cb = CH_BASE + ch * CH_SIZE
+        if st[cb + C_QREADS] > 0:
+            _run(st, ch, cb, np.int64(NEVER), no_request, read, read)
     st[H_NEXT] = st[H_LAST_SERVE]
     return st[H_LAST_SERVE] - 1
 
@@ -757,15 +811,15 @@ def hbm2_write_block(st, now, block_addr):
     """
     _check_usable(st)
     _check_block(block_addr)
+    write = np.int64(1)
     t = now
     for j in range(1 << TX_PER_BLOCK_BITS):
         addr = block_addr + (j << TX_BITS)
         if st[H_NEXT] < t:
             st[H_NEXT] = t
         ch = _channel_of(addr)
-        cb = _channel_base(ch)
-        _advance(st, ch, cb, st[H_NEXT])
-        if not _send(st, ch, cb, addr, True, st[H_NEXT]):
-            t = _send_when_accepted(st, ch, cb, addr, True)
+        accepted = _run(st, ch, CH_BASE + ch * CH_SIZE, st[H_NEXT], addr, write, write)
+        if accepted != st[H_NEXT]:
+            t = accepted
             st[H_NEXT] = t
     return t
