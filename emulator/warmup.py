@@ -66,7 +66,8 @@ def warm_up() -> WarmupReport:
     result = run(program, hbm=np.linspace(-1, 1, 512, dtype=np.float32).view(np.uint8), fp_sram=fp_sram,
                  trace_limit=4, seconds_labels=[np.zeros(len(program), np.int32)], raise_on_error=True)
     result.state.hbm.read(16384, 256)
-    result.state.hbm.ensure_free(result.state.hbm.pool.shape[0])   # pool and page-table growth
+    # grow the pool past half the page table's slots, so the table grows too (rehash compiled)
+    result.state.hbm.ensure_free(2 * result.state.hbm.pool.shape[0])
     from .settings import default_settings
     run(program, settings=default_settings().with_overrides({"timing": "overlapped"}),  # the overlapped model
         hbm=np.linspace(-1, 1, 512, dtype=np.float32).view(np.uint8), fp_sram=fp_sram, raise_on_error=True)

@@ -77,6 +77,24 @@ def test_budget_exit_4(tmp_path, capsys):
     assert out["error"]["kind"] == "budget" and out["instructions"] == 5000
 
 
+def test_the_emulate_command_flushes_its_outputs_and_keeps_exit_codes(tmp_path):
+    """`emulate` ends its process without the interpreter's teardown (cli.console_main): stdout,
+    stderr and the dumps are complete and the exit status is main()'s."""
+    emulate = [sys.executable, "-m", "emulator.cli"]
+    done = subprocess.run([*emulate, *example_args("--json", "--out", str(tmp_path / "out"))], capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == EXIT_OK and json.loads(done.stdout)["cycles"] == 1361
+    assert (tmp_path / "out" / "vram_dump.bin").stat().st_size == 20 * 64 * 2
+    bad = tmp_path / "bad.asm"
+    bad.write_text("NOT_AN_OP gp1\n")
+    done = subprocess.run([*emulate, str(bad)], capture_output=True, text=True, timeout=900)
+    assert done.returncode == EXIT_INPUT and "NOT_AN_OP" in done.stderr and done.stdout == ""
+    aborts = tmp_path / "abort.asm"
+    aborts.write_text("C_BREAK\n")
+    done = subprocess.run([*emulate, str(aborts), "--json"], capture_output=True, text=True, timeout=900)
+    assert done.returncode == EXIT_EMULATION and json.loads(done.stdout)["error"]["kind"] == "loop"
+
+
 def test_parse_size():
     assert parse_size("16G") == 16 << 30
     assert parse_size("1GiB") == 1 << 30

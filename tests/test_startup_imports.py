@@ -45,3 +45,31 @@ def test_importing_the_package_and_cli_loads_nothing_heavy():
     code = "import sys, emulator, emulator.cli; print([m for m in %r if m in sys.modules])" % (HEAVY,)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+REGISTRY_ONLY = ("numba.np.npyimpl", "numba.np.linalg", "numba.typed.typeddict")   # imported by numba's refresh()
+
+AFTER_RUN = """
+import contextlib, io, json, sys
+import numpy as np
+from numba import njit
+from emulator.cli import main
+with contextlib.redirect_stdout(io.StringIO()):
+    code = main(sys.argv[1:])
+loaded = sorted(m for m in %r if m in sys.modules)
+# a compile after a load that skipped the registries: numba's compiler installs them itself
+mean_of_squares = njit(lambda n: (np.arange(n, dtype=np.float64) ** 2).mean())
+print(json.dumps({"code": code, "loaded": loaded, "compiled": mean_of_squares(4)}))
+""" % (REGISTRY_ONLY,)
+
+
+def test_a_warm_run_loads_the_core_without_numbas_registries_and_compiling_still_works():
+    """Loading cached kernels skips numba's registry refresh (emulator/_jit_cache.py _LoadingCache);
+    a later compile in the same process still gets every registry."""
+    _probe("--json")   # the cache is warm afterwards
+    argv = [str(EXAMPLE / "program.asm"), "--hbm", str(EXAMPLE / "hbm.bin"), "--json"]
+    done = subprocess.run([sys.executable, "-c", AFTER_RUN, *argv], capture_output=True, text=True, check=True,
+                          timeout=900)
+    probe = json.loads(done.stdout.splitlines()[-1])
+    assert probe["code"] == 0 and probe["loaded"] == []
+    assert probe["compiled"] == 3.5

@@ -17,10 +17,20 @@
 
 from numba import njit
 
+from .._jit_cache import load_without_refresh
+
 _OPTIONS = dict(cache=True, nogil=True, error_model="numpy")
 
-jit = njit(**_OPTIONS, _nrt=False)
-jit_alloc = njit(**_OPTIONS, _nrt=True)  # explicit: a callee inherits an unset _nrt from its caller
+
+def _decorator(**options):
+    """njit(**options), its dispatchers loading from the disk cache without numba's registry
+    refresh (emulator/_jit_cache.py `_LoadingCache`: the warm start)."""
+    compile_with = njit(**options)
+    return lambda fn: load_without_refresh(compile_with(fn))
+
+
+jit = _decorator(**_OPTIONS, _nrt=False)
+jit_alloc = _decorator(**_OPTIONS, _nrt=True)  # explicit: a callee inherits an unset _nrt from its caller
 
 # Compile time (the first run on a fresh machine) is part of the product:
 # - numba compiles a jitted callee once per distinct argument-type tuple, and a constant argument
@@ -28,4 +38,4 @@ jit_alloc = njit(**_OPTIONS, _nrt=True)  # explicit: a callee inherits an unset 
 #   version can serve, and inline tiny helpers called with many different constants (`inline_jit`);
 # - an array-to-array slice assignment pulls in numba's shape-mismatch error formatting (several
 #   seconds of compiling); the kernels copy with element loops instead.
-inline_jit = njit(**_OPTIONS, _nrt=False, inline="always")
+inline_jit = _decorator(**_OPTIONS, _nrt=False, inline="always")
