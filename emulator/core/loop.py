@@ -191,10 +191,11 @@ def run_loop(dec, counters, gp, fpr, areg, ctrl, loops, params, vram, mram, fpsr
             ok = end >= 0
             cost = end - now
         elif h == H_M_MM or h == H_M_TMM:
-            if h == H_M_MM:
-                ok = m_mm(False, gp[rs1], gp[rs2], vram, mram, macc, params, rows, err, pc)
-            else:
-                ok = m_mm(True, gp[rs2], gp[rs1], vram, mram, macc, params, rows, err, pc)
+            # M_TMM names its operands the other way round.  The flag is a run-time bool: literal
+            # True/False arguments would compile m_mm (and its summation kernels) twice.
+            transposed = h == H_M_TMM
+            m_reg, v_reg = (rs2, rs1) if transposed else (rs1, rs2)
+            ok = m_mm(transposed, gp[m_reg], gp[v_reg], vram, mram, macc, params, rows, err, pc)
         elif h == H_M_MM_WO:
             stride = 1 if rs1 == 0 else gp[rs1]
             ok = m_mm_wo(u32(gp[rd] + imm18), stride, vram, macc, params, ctrl, vals, err, pc)
