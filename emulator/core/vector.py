@@ -1,6 +1,8 @@
 """Vector machine: elementwise ops, reductions, shift, top-k (matrix-vector-machines.md §6).
 
-All arithmetic is f32 with one bf16 rounding when the row is written.  NaN results follow the
+All arithmetic is f32 with one bf16 rounding when the row is written.  Rows are computed one op per
+loop with plain f32 arithmetic (SIMD), lanes with a NaN redone by the lane definitions; V_EXP_V
+reads a table of its result for every bf16 input.  NaN results follow the
 reference (verified-corrections A1, A5): for two operands the second operand's NaN wins, quieted;
 the VF scalar counts as the second operand; V_MAX/MIN_VF return a NaN scalar as is and keep a NaN
 lane bit for bit.  V_RED_SUM's order and NaN choice live in numerics.vec_sum_f32 (A3, D3);
@@ -33,6 +35,7 @@ INT_SRAM_SIZE = 1024
 
 @jit
 def _binary(code, a, b):
+    """One lane of a binary op, NaN rules spelled out (the definition; `_lanes` computes rows)."""
     if code == EW_MAX or code == EW_MIN:
         if math.isnan(b):
             return b
@@ -58,6 +61,7 @@ def _binary(code, a, b):
 
 @jit
 def _unary(code, a):
+    """One lane of V_EXP_V / V_RECI_V (the definition; V_EXP_V's rows use `EXP_OF_BF16`)."""
     if code == EW_EXP:
         if math.isnan(a):
             return quiet(a)
@@ -69,11 +73,79 @@ def _unary(code, a):
     return np.float32(np.float32(1.0) / a)
 
 
+def _exp_of_bf16() -> np.ndarray:
+    """V_EXP_V's f32 result for every bf16 input, indexed by the input's bits: `_unary(EW_EXP, x)`.
+
+    V_EXP_V only ever sees bf16 values (it reads a VRAM row), so this table *is* the function, and
+    a row becomes one table load per lane instead of one libm call.  It is built in Python with the
+    same libm exp that numerics.exp_f32 calls (math.exp, ~1 ms at import: only the 8290 inputs
+    with 2^-26 <= |x| <= 88 need it; smaller ones give 1.0, larger ones exp(+-88)), and
+    tests/test_vector_kernels.py checks it against `_unary` on all 65536 inputs.
+    """
+    bits = np.arange(1 << 16, dtype=np.uint32)
+    x = (bits << 16).view(np.float32)
+    mag = bits & 0x7FFF
+    smallest, clamp = 0x3280, 0x42B0            # bf16 bits of 2^-26 and of EXP_CLAMP (88.0)
+    out = np.ones(1 << 16, dtype=np.float32)     # |x| < 2^-26: exp(x) rounds to 1.0 in f32
+    mid = (mag >= smallest) & (mag <= clamp)
+    out[mid] = np.array(list(map(math.exp, x[mid].tolist())), dtype=np.float64).astype(np.float32)
+    big = (mag > clamp) & (mag <= 0x7F80)       # clamped to +-88, infinities included
+    out[big] = np.where(x[big] > 0, np.float32(math.exp(88.0)), np.float32(math.exp(-88.0)))
+    nan = mag > 0x7F80
+    out.view(np.uint32)[nan] = (bits[nan] << 16) | 0x400000   # quieted, sign and payload kept
+    return out
+
+
+EXP_OF_BF16 = _exp_of_bf16()   # a global array: numba compiles it into the kernel as a constant
+
+
 @jit
 def _clamp_exp_input(a):
     if math.isnan(a):
         return a
     return min(max(a, -EXP_CLAMP), EXP_CLAMP)
+
+
+@jit
+def _lanes(code, a, b, a_bits, out, n):
+    """out[i] = op(a[i], b[i]) (or op(a[i])) for i < n: one loop per op with plain f32 arithmetic,
+    so the lanes run side by side (SIMD), then any lane with a NaN operand or result redone by the
+    definitions `_binary` / `_unary`, which choose the NaN.  Lanes without NaN get the same bits
+    either way: the same IEEE f32 operation.  V_EXP_V reads `EXP_OF_BF16` at a's bf16 bits."""
+    if code == EW_EXP:
+        for i in range(n):
+            out[i] = EXP_OF_BF16[a_bits[i]]
+        return
+    if code == EW_ADD:
+        for i in range(n):
+            out[i] = a[i] + b[i]
+    elif code == EW_SUB:
+        for i in range(n):
+            out[i] = a[i] - b[i]
+    elif code == EW_SUB_REV:
+        for i in range(n):
+            out[i] = -(a[i] - b[i])
+    elif code == EW_MUL:
+        for i in range(n):
+            out[i] = a[i] * b[i]
+    elif code == EW_MAX:
+        for i in range(n):
+            out[i] = b[i] if a[i] < b[i] else a[i]
+    elif code == EW_MIN:
+        for i in range(n):
+            out[i] = b[i] if a[i] > b[i] else a[i]
+    else:   # EW_RECI: a NaN a gives a NaN out
+        for i in range(n):
+            out[i] = np.float32(1.0) / a[i]
+        b = out
+    nans = 0
+    for i in range(n):      # a count, not an early exit, so that it vectorises
+        nans += (a[i] != a[i]) + (b[i] != b[i]) + (out[i] != out[i])
+    if nans == 0:
+        return
+    for i in range(n):
+        if math.isnan(a[i]) or math.isnan(b[i]) or math.isnan(out[i]):
+            out[i] = _unary(code, a[i]) if code == EW_RECI else _binary(code, a[i], b[i])
 
 
 @jit
@@ -111,28 +183,25 @@ def v_elementwise(code, masked, rd, rs1, rs2, is_vf, vram, fpr, gp, ctrl, params
         if rb < 0:
             return False
     bf16_row_to_f32(vram[ra], a)
-    if not unary and not is_vf:
+    if is_vf:
+        for i in range(vlen):
+            b[i] = f
+    elif not unary:
         bf16_row_to_f32(vram[rb], b)
     rdst = vram_row(gp[rd], vlen, depth, err, pc)
     if rdst < 0:
         return False
-    h = params[P_HLEN]
-    heads = vlen // h
-    vmask = ctrl[V_MASK]
-    for i in range(vlen):
-        if masked:
-            head = i // h
+    _lanes(code, a, b, vram[ra], out, vlen)
+    if masked:   # unselected heads (and lanes past the last whole head) keep vs1
+        h = params[P_HLEN]
+        heads = vlen // h
+        vmask = ctrl[V_MASK]
+        for head in range((vlen + h - 1) // h):
             # the reference tests bit (head mod 32) of the 32-bit mask: its shift wraps
-            selected = head < heads and ((vmask >> (head % 32)) & 1) == 1
-            if not selected:
-                out[i] = _clamp_exp_input(a[i]) if code == EW_EXP else a[i]
+            if head < heads and ((vmask >> (head % 32)) & 1) == 1:
                 continue
-        if unary:
-            out[i] = _unary(code, a[i])
-        elif is_vf:
-            out[i] = _binary(code, a[i], f)
-        else:
-            out[i] = _binary(code, a[i], b[i])
+            for i in range(head * h, min(head * h + h, vlen)):
+                out[i] = _clamp_exp_input(a[i]) if code == EW_EXP else a[i]
     f32_row_to_bf16(out[:vlen], vram[rdst])
     note_vram_write(ctrl, rdst, VRAM_ROWS_USED)
     return True
