@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emulator.core.matmul_order import (
-    GEMV, LANES4, PANELS, SEQUENTIAL, WORK_ROWS, accumulate_products, btmv_dot, gemv_dot, ordered_out, tmm_dot, tmv_dot,
+    GEMV, LANES4, PANELS, SEQUENTIAL, WORK_ROWS, accumulate_lane_dots, accumulate_products, btmv_dot, gemv_dot, ordered_out, tmm_dot, tmv_dot,
 )
 from emulator.core.numerics import add_nan_second
 from tests.conftest import CONFORMANCE, needs_corpus
@@ -292,5 +292,25 @@ def test_accumulate_products_equals_the_per_output_definitions(case, order, misa
     for i in range(nb):
         for n in range(nn):
             dot = ordered_out(order, misalign, x[i], 1, xs, w, 1 + n, nn + 2, k_len)
+            want = add_nan_second(acc[i, n], F32(dot * F32(scale)))
+            assert _bits(got[i, n]) == _bits(want), (i, n)
+
+
+@settings(max_examples=200, deadline=None)
+@given(block_case(), st.sampled_from([LANES4, GEMV]), st.integers(0, 3), st.sampled_from([1.0, 0.25]))
+def test_accumulate_lane_dots_equals_the_per_output_definitions(case, order, misalign, scale):
+    """The lane-order kernel reading each output's operand contiguous in k (tile rows, no
+    transposition) keeps every output's order, NaN choice and accumulator update.  X is read from
+    lane 1; output n's operand starts at 1 + n * (k_len + 2) (rows of a wider tile)."""
+    nb, nn, k_len, xs, seed, specials = case
+    x, w, acc = _block_operands((nb, nn, k_len, 1, seed, specials))
+    wn = k_len + 2
+    w = np.resize(w, 1 + nn * wn)                  # the same values, laid out as nn rows of k
+    got = acc.copy()
+    work = np.full((WORK_ROWS, nn + 3), np.nan, F32)   # stale scratch must not leak in
+    accumulate_lane_dots(order, misalign, x, 1, w, 1, wn, k_len, nb, nn, got, F32(scale), work)
+    for i in range(nb):
+        for n in range(nn):
+            dot = ordered_out(order, misalign, x[i], 1, 1, w, 1 + n * wn, 1, k_len)
             want = add_nan_second(acc[i, n], F32(dot * F32(scale)))
             assert _bits(got[i, n]) == _bits(want), (i, n)

@@ -123,3 +123,21 @@ def test_v_exp_v_row_through_the_kernel(masked):
     for i, u in enumerate(_bits(want)):
         expected[i] = nx.bf16_bits_from_f32_bits(int(u))
     assert vram[2].tolist() == expected.tolist()
+
+
+@pytest.mark.parametrize("shift", [0, 1, 5, 63, 64, 1000])
+def test_v_shift_in_place_reads_each_lane_before_overwriting_it(shift):
+    """V_SHFT_V with vd == vs1 (no copy of the row: lanes are written from the top down)."""
+    from emulator.core import state as S
+    vlen = 64
+    params = np.zeros(S.PARAMS_SIZE, np.int64)
+    params[S.P_VLEN], params[S.P_VRAM_DEPTH] = vlen, 2
+    vram = np.zeros((2, vlen), np.uint16)
+    vram[1] = np.arange(1, vlen + 1, dtype=np.uint16)
+    gp = np.zeros(16, np.int64)
+    gp[1], gp[2] = vlen, shift
+    ctrl = np.zeros(S.CTRL_SIZE, np.int64)
+    assert V.v_shift(1, 1, 2, vram, gp, ctrl, params, np.zeros(S.ERR_SIZE, np.int64), 0)
+    src = np.arange(1, vlen + 1)
+    want = [int(src[i - shift]) if i >= shift else 0 for i in range(vlen)]
+    assert vram[1].tolist() == want

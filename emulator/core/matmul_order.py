@@ -402,25 +402,133 @@ def _group_sums(order, misalign, x, i0, xo, xs, w, wo, ws, k_len, g, nn, work):
 
 
 @jit
+def _accumulate_row(order, misalign, x_row, xo, xs, w, wo, ws, wn, k_len, nn, sums, acc_row, scale):
+    """acc_row[n] = acc_row[n] + sums[n] * scale for n < nn, the update keeping the new value's NaN
+    (`add_nan_second`, as A5's elementwise adds; unverified for the accumulators).  A NaN sum is
+    recomputed by the definition (`ordered_out`, output n's operand W[k, n] = w[wo + n*wn + k*ws])."""
+    nans = 0
+    for n in range(nn):      # a count, not an early exit, so that it vectorises
+        nans += (sums[n] != sums[n]) + (acc_row[n] != acc_row[n])
+    if nans == 0:
+        for n in range(nn):
+            acc_row[n] = acc_row[n] + sums[n] * scale
+        return
+    for n in range(nn):
+        v = sums[n]
+        if math.isnan(v):
+            v = ordered_out(order, misalign, x_row, xo, xs, w, wo + n * wn, ws, k_len)
+        acc_row[n] = add_nan_second(acc_row[n], v * scale)
+
+
+@jit
 def accumulate_products(order, misalign, x, xo, xs, w, wo, ws, k_len, nb, nn, acc, scale, work):
     """acc[i, n] = acc[i, n] + (sum_k X[i, k] * W[k, n]) * scale for i < nb, n < nn: every
-    output of one instruction, each sum in `order` (k < k_len) with its NaN choice, the update
-    keeping the new value's NaN (`add_nan_second`, as A5's elementwise adds; unverified for the
-    accumulators).  `work` is f32 scratch of WORK_ROWS rows of at least nn."""
+    output of one instruction, each sum in `order` (k < k_len) with its NaN choice (`_accumulate_row`).
+    `work` is f32 scratch of WORK_ROWS rows of at least nn."""
+    one = np.int64(1)
     for i0 in range(0, nb, GROUP):
         g = min(GROUP, nb - i0)
         _group_sums(order, misalign, x, i0, xo, xs, w, wo, ws, k_len, g, nn, work)
         for r in range(g):
-            i = i0 + r
-            nans = 0
-            for n in range(nn):      # a count, not an early exit, so that it vectorises
-                nans += (work[r, n] != work[r, n]) + (acc[i, n] != acc[i, n])
-            if nans == 0:
-                for n in range(nn):
-                    acc[i, n] = acc[i, n] + work[r, n] * scale
-                continue
-            for n in range(nn):
-                v = work[r, n]
-                if math.isnan(v):
-                    v = ordered_out(order, misalign, x[i], xo, xs, w, wo + n, ws, k_len)
-                acc[i, n] = add_nan_second(acc[i, n], v * scale)
+            _accumulate_row(order, misalign, x[i0 + r], xo, xs, w, wo, ws, one, k_len, nn, work[r], acc[i0 + r], scale)
+
+
+# Lane orders (LANES4, GEMV) straight from the rows: each output's four k-interleaved partial sums
+# and four outputs side by side are 16 independent accumulators, and no operand is transposed (each
+# element of a transposed gemv's matrix is used once, and M_TMM's by B <= 8 outputs: transposing it
+# cost as much as the products).  bench_matrix: M_TMV and M_TMM at BLEN 4 went from 2.1-4.9x the
+# limit kernel to 0.4-1.9x.
+
+@jit
+def lane_split(order, misalign, k_len):
+    """(head, r_end, lanes) of a lane order: products k < head summed in k order into lane 0,
+    k in [head, r_end) over four k-interleaved lanes combined as (l0 + l2) + (l1 + l3) when `lanes`,
+    then k in [r_end, k_len) added in k order (module docstring: LANES4, GEMV)."""
+    if order == LANES4:
+        return np.int64(0), k_len - k_len % 4, True
+    r_end = k_len - misalign
+    if r_end <= 4:                       # plain k order over all K
+        return k_len, k_len, False
+    return (r_end - 1) % 4 + 1, r_end, True
+
+
+U1, U2, U3 = np.uint64(1), np.uint64(2), np.uint64(3)
+
+
+@jit
+def _dots4(x, xo, w, o0, o1, o2, o3, head, r_end, k_len, lanes, sums, n0, g):
+    """sums[n0 + j] (j < g) = sum_k x[xo + k] * w[oj + k] in a lane order (`lane_split`): the 16 lane
+    sums of four outputs stay in registers across k, 16 independent add chains in flight.  (LLVM
+    keeps them scalar: its SLP vectoriser does not pack loop-carried sums.)  Indices are unsigned,
+    so numba adds no negative-index wrap-around to each load."""
+    z = np.float32(0.0)
+    s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = z
+    s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = z
+    px, p0, p1, p2, p3 = np.uint64(xo), np.uint64(o0), np.uint64(o1), np.uint64(o2), np.uint64(o3)
+    for k in range(head):
+        u = np.uint64(k)
+        xv = x[px + u]
+        s00 = s00 + xv * w[p0 + u]
+        s10 = s10 + xv * w[p1 + u]
+        s20 = s20 + xv * w[p2 + u]
+        s30 = s30 + xv * w[p3 + u]
+    for k in range(head, r_end, 4):
+        u = np.uint64(k)
+        x0 = x[px + u]
+        x1 = x[px + u + U1]
+        x2 = x[px + u + U2]
+        x3 = x[px + u + U3]
+        s00 = s00 + x0 * w[p0 + u]
+        s01 = s01 + x1 * w[p0 + u + U1]
+        s02 = s02 + x2 * w[p0 + u + U2]
+        s03 = s03 + x3 * w[p0 + u + U3]
+        s10 = s10 + x0 * w[p1 + u]
+        s11 = s11 + x1 * w[p1 + u + U1]
+        s12 = s12 + x2 * w[p1 + u + U2]
+        s13 = s13 + x3 * w[p1 + u + U3]
+        s20 = s20 + x0 * w[p2 + u]
+        s21 = s21 + x1 * w[p2 + u + U1]
+        s22 = s22 + x2 * w[p2 + u + U2]
+        s23 = s23 + x3 * w[p2 + u + U3]
+        s30 = s30 + x0 * w[p3 + u]
+        s31 = s31 + x1 * w[p3 + u + U1]
+        s32 = s32 + x2 * w[p3 + u + U2]
+        s33 = s33 + x3 * w[p3 + u + U3]
+    if lanes:
+        s00 = (s00 + s02) + (s01 + s03)
+        s10 = (s10 + s12) + (s11 + s13)
+        s20 = (s20 + s22) + (s21 + s23)
+        s30 = (s30 + s32) + (s31 + s33)
+    for k in range(r_end, k_len):
+        u = np.uint64(k)
+        xv = x[px + u]
+        s00 = s00 + xv * w[p0 + u]
+        s10 = s10 + xv * w[p1 + u]
+        s20 = s20 + xv * w[p2 + u]
+        s30 = s30 + xv * w[p3 + u]
+    sums[n0] = s00
+    if g > 1:
+        sums[n0 + 1] = s10
+    if g > 2:
+        sums[n0 + 2] = s20
+    if g > 3:
+        sums[n0 + 3] = s30
+
+
+@jit
+def accumulate_lane_dots(order, misalign, x, xo, w, wo, wn, k_len, nb, nn, acc, scale, work):
+    """`accumulate_products` for the lane orders (LANES4, GEMV) with X rows and each output's matrix
+    operand contiguous in k: acc[i, n] += (sum_k x[i, xo + k] * w[wo + n*wn + k]) * scale."""
+    head, r_end, lanes = lane_split(order, misalign, k_len)
+    sums = work[0]
+    one = np.int64(1)
+    for i in range(nb):
+        x_row = x[i]
+        for n0 in range(0, nn, 4):
+            g = min(4, nn - n0)
+            o0 = wo + n0 * wn             # outputs past nn repeat the last one (not stored)
+            o1 = wo + (n0 + min(1, g - 1)) * wn
+            o2 = wo + (n0 + min(2, g - 1)) * wn
+            o3 = wo + (n0 + min(3, g - 1)) * wn
+            _dots4(x_row, xo, w, o0, o1, o2, o3, head, r_end, k_len, lanes, sums, n0, g)
+        _accumulate_row(order, misalign, x_row, xo, one, w, wo, one, wn, k_len, nn, sums, acc[i], scale)

@@ -4,16 +4,19 @@ Products are exact in f32 (bf16 x bf16 or bf16 x E4M3*2^k), so only the summatio
 NaN choice matter; both live in `matmul_order` (verified-corrections A4, D1), which says which
 orders are verified at which shapes.  The order codes come in `params` (chosen by BLEN when the
 machine is built).  Each op lays its operands out once per instruction in the f32 scratch (X rows
-from VRAM, W[k, n] contiguous in n) and hands the whole instruction to
+from VRAM; W[k, n] contiguous in n, a transposed tile copied so) and hands the whole instruction to
 `matmul_order.accumulate_products`, which computes the independent outputs side by side (SIMD)
-and each output in its own order.
+and each output in its own order.  M_TMM at BLEN <= 8 and M_TMV (lane orders over the whole of
+K, few outputs, each tile element used by at most B of them) go to
+`matmul_order.accumulate_lane_dots` instead, which reads the tile rows as they are and keeps
+four outputs' four k-interleaved partial sums in registers.
 """
 
 import numpy as np
 
 from .common import fail, mram_tile, note_vram_write, u32, vram_row
 from .jit import inline_jit, jit
-from .matmul_order import GEMV, WORK_ROWS, accumulate_products
+from .matmul_order import GEMV, LANES4, WORK_ROWS, accumulate_lane_dots, accumulate_products
 from .numerics import bf16_row_to_f32, f32_row_to_bf16
 from .state import (
     E_BLOCK_ALIGN, E_BMV_SHAPE, E_BROADCAST_ASSERT, E_BWO_ALIGN, E_HEAD_ALIGN, E_MM_ROW_GRANULAR,
@@ -21,6 +24,11 @@ from .state import (
     P_TMM_ORDER, P_VLEN, P_VRAM_DEPTH, VRAM_ROWS_USED,
 )
 
+# The instruction kernels below (m_mm .. m_bmv_wo) are `inline_jit`: numba inlines them into the
+# run loop, which types and optimises each once.  Compiled on their own, each would re-optimise
+# every callee it links (accumulate_products and its helpers), and m_mm would be compiled twice
+# (the loop passes constant flags, each a literal type).  Cold compile of the matrix and vector
+# kernels driven as the run loop does: ~23 s of CPU before, ~12 s after.
 # Constant int arguments are passed as np.int64(...): numba compiles a callee once per literal
 # argument value, and one compiled `accumulate_products` serves every op.
 BMM_SCALE = np.float32(0.25)  # the reference's bmm_scale register: fixed, no instruction writes it
@@ -47,14 +55,22 @@ def _load_rows(vram, addr, nrows, params, out, err, pc):
     return True
 
 
+TRANSPOSE_BLOCK = 16   # outputs per block of `_transpose`
+
+
 @jit
 def _transpose(tile, m, first, k_len, nn, flat, wo):
-    """W[k, n] = tile[first + n*M + k] (k < k_len, n < nn) into flat[wo + k*nn + n]: the matrix
-    operand packed with its outputs contiguous (row stride nn)."""
-    for k in range(k_len):
-        row = wo + k * nn
-        for n in range(nn):
-            flat[row + n] = tile[first + n * m + k]
+    """W[k, n] = tile[first + n*m + k] (k < k_len, n < nn) into flat[wo + k*nn + n]: the matrix
+    operand packed with its outputs contiguous (row stride nn).  In blocks of 16 outputs, so that
+    the block's tile rows stay in L1 while k runs: a column of all nn rows (1 KB apart at MLEN 256)
+    falls into a few cache sets, and walking it for every k missed L1 on every element."""
+    for n0 in range(0, nn, TRANSPOSE_BLOCK):
+        n1 = min(n0 + TRANSPOSE_BLOCK, nn)
+        for k in range(k_len):
+            row = wo + k * nn
+            src = first + k
+            for n in range(n0, n1):
+                flat[row + n] = tile[src + n * m]
 
 
 @inline_jit  # returns a view: a jitted function without numba's runtime may only return its arguments
@@ -68,7 +84,7 @@ def _work(scratch, m):
     return scratch[2 * max(m, 3):]
 
 
-@jit
+@inline_jit
 def m_mm(transposed, m_addr, v_addr, vram, mram, macc, params, scratch, err, pc):
     """M_MM: macc += X[B,M] @ T[:, c:c+B];  M_TMM: macc += X @ T[c:c+B, :]^T."""
     m = params[P_MLEN]
@@ -84,19 +100,22 @@ def m_mm(transposed, m_addr, v_addr, vram, mram, macc, params, scratch, err, pc)
         return False
     if not _load_rows(vram, v_addr, b, params, scratch, err, pc):
         return False
+    zero, one = np.int64(0), np.int64(1)
+    order = params[P_TMM_ORDER] if transposed else params[P_MM_ORDER]
+    if transposed and order == LANES4:   # output j's operand T[c + j][0:M], a tile row
+        accumulate_lane_dots(order, zero, scratch, zero, mram[t], c * m, m, m, b, b, macc, NO_SCALE,
+                             _work(scratch, m))
+        return True
     if transposed:   # W[k, j] = T[c + j][k]
         w, wo, ws = _flat(scratch), m * scratch.shape[1], b
         _transpose(mram[t], m, c * m, m, b, w, wo)
-        order = params[P_TMM_ORDER]
     else:            # W[k, j] = T[k][c + j]: the tile's rows as they are
         w, wo, ws = mram[t], c, m
-        order = params[P_MM_ORDER]
-    zero, one = np.int64(0), np.int64(1)
     accumulate_products(order, zero, scratch, zero, one, w, wo, ws, m, b, b, macc, NO_SCALE, _work(scratch, m))
     return True
 
 
-@jit
+@inline_jit
 def m_mv(transposed, m_addr, v_addr, vram, mram, vacc, params, scratch, err, pc):
     """M_MV: vacc += x @ T[:, c:c+B] (c element-granular);  M_TMV: vacc += x @ T[0:B, :]^T."""
     m = params[P_MLEN]
@@ -114,16 +133,14 @@ def m_mv(transposed, m_addr, v_addr, vram, mram, vacc, params, scratch, err, pc)
         return False
     if not _load_rows(vram, v_addr, np.int64(1), params, scratch, err, pc):
         return False
-    if transposed:   # W[k, j] = T[j][k]; the gemv's matrix view starts at the tile base
-        w, wo, ws = _flat(scratch), m * scratch.shape[1], b
-        _transpose(mram[t], m, np.int64(0), m, b, w, wo)
-        order = np.int64(GEMV)
-    else:            # W[k, j] = T[k][c + j]
-        w, wo, ws = mram[t], c, m
-        order = params[P_MM_ORDER]
     zero, one = np.int64(0), np.int64(1)
-    accumulate_products(order, zero, scratch, zero, one, w, wo, ws, m, one, b, vacc.reshape((1, b)), NO_SCALE,
-                        _work(scratch, m))
+    if transposed:   # output j's operand T[j][0:M]; the gemv's matrix view starts at the tile base
+        accumulate_lane_dots(np.int64(GEMV), zero, scratch, zero, mram[t], zero, m, m, one, b, vacc.reshape((1, b)),
+                             NO_SCALE, _work(scratch, m))
+        return True
+    # W[k, j] = T[k][c + j]
+    accumulate_products(params[P_MM_ORDER], zero, scratch, zero, one, mram[t], c, m, m, one, b,
+                        vacc.reshape((1, b)), NO_SCALE, _work(scratch, m))
     return True
 
 
@@ -159,7 +176,7 @@ def _broadcast_head(m_addr, split, params, err, pc):
     return t, ho
 
 
-@jit
+@inline_jit
 def m_bmm(m_addr, v_addr, vram, mram, hmacc, params, scratch, err, pc):
     """M_BMM: hmacc[a] += 0.25 * X_a[M,H] @ T[ho:ho+H, :], X_a = lanes k*A + a (interleaved heads).
 
@@ -181,7 +198,7 @@ def m_bmm(m_addr, v_addr, vram, mram, hmacc, params, scratch, err, pc):
     return True
 
 
-@jit
+@inline_jit
 def m_btmm(m_addr, v_addr, vram, mram, hmacc, params, scratch, err, pc):
     """M_BTMM: hmacc[a] += 0.25 * Q_a[M,H] @ T[:, ho:ho+H]^T, Q_a = lanes a*H + k (contiguous heads)."""
     m = params[P_MLEN]
@@ -200,7 +217,7 @@ def m_btmm(m_addr, v_addr, vram, mram, hmacc, params, scratch, err, pc):
     return True
 
 
-@jit
+@inline_jit
 def m_bmv(transposed, m_addr, v_addr, vram, mram, hvacc, params, scratch, err, pc):
     """M_BTMV: hvacc[a][n] += 0.25 * sum_k x[a*H+k] * T[n][ho+k].  M_BMV always aborts (shape bug)."""
     m = params[P_MLEN]
@@ -236,7 +253,7 @@ def _write_slot(vram, addr, voff, values, nvals, params, ctrl, rowbuf, err, pc):
     return True
 
 
-@jit
+@inline_jit
 def m_mm_wo(dest, stride, vram, macc, params, ctrl, rowbuf, err, pc):
     """M_MM_WO: rows (d - d%M) + i*M*stride, lanes d%M .. +B <- macc[i]; clear."""
     m = params[P_MLEN]
@@ -254,7 +271,7 @@ def m_mm_wo(dest, stride, vram, macc, params, ctrl, rowbuf, err, pc):
     return True
 
 
-@jit
+@inline_jit
 def m_mv_wo(dest, vram, vacc, params, ctrl, rowbuf, err, pc):
     """M_MV_WO: row d - d%M, lanes d%M .. +B <- vacc; clear."""
     m = params[P_MLEN]
@@ -270,7 +287,7 @@ def m_mv_wo(dest, vram, vacc, params, ctrl, rowbuf, err, pc):
     return True
 
 
-@jit
+@inline_jit
 def m_bmm_wo(dest, vram, hmacc, params, ctrl, err, pc):
     """M_BMM_WO: VRAM rows dest/M + a*M + i <- hmacc[a][i] (whole rows); clear."""
     m = params[P_MLEN]
@@ -288,7 +305,7 @@ def m_bmm_wo(dest, vram, hmacc, params, ctrl, err, pc):
     return True
 
 
-@jit
+@inline_jit
 def m_bmv_wo(dest, vram, hvacc, params, ctrl, err, pc):
     """M_BMV_WO: VRAM rows dest/M + a <- hvacc[a]; clear."""
     m = params[P_MLEN]

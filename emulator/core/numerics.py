@@ -272,9 +272,10 @@ def mul_nan_first(a, b):
     return np.float32(a * b)
 
 
-@jit_alloc
-def vec_sum_f32(x, start, n):
-    """torch.sum's order on a contiguous f32 row, NaN choice included (verified-corrections A3, D3).
+@jit
+def vec_sum_f32_into(x, start, n, acc):
+    """torch.sum's order on a contiguous f32 row, NaN choice included (verified-corrections A3, D3);
+    `acc` is f32 scratch of >= 32 (the four 8-lane accumulators, acc[8*a + lane]).
 
     Vectors of 8 lanes go round-robin into 4 accumulators that start at 0; the accumulators are
     combined ((a0 + a1) + a2) + a3 lane-wise, then the 8 lanes are added sequentially from 0.
@@ -282,25 +283,32 @@ def vec_sum_f32(x, start, n):
     (unverified).  NaN choice (D3): in the vertical adds and the accumulator combination the
     accumulated (left) operand's NaN wins; in the final lane sum the later lane's NaN wins.
     """
-    acc = np.zeros((4, 8), dtype=np.float32)
+    for j in range(32):
+        acc[j] = 0.0
     nvec = n // 8
     for v in range(nvec):
         a = v % 4
         for lane in range(8):
-            acc[a, lane] = add_nan_first(acc[a, lane], x[start + v * 8 + lane])
+            acc[8 * a + lane] = add_nan_first(acc[8 * a + lane], x[start + v * 8 + lane])
     total = np.float32(0.0)
     for lane in range(8):
-        s = add_nan_first(add_nan_first(add_nan_first(acc[0, lane], acc[1, lane]), acc[2, lane]), acc[3, lane])
+        s = add_nan_first(add_nan_first(add_nan_first(acc[lane], acc[8 + lane]), acc[16 + lane]), acc[24 + lane])
         total = add_nan_second(total, s)
     for i in range(nvec * 8, n):
         total = add_nan_second(total, x[start + i])
     return total
 
 
+@jit_alloc
+def vec_sum_f32(x, start, n):
+    """`vec_sum_f32_into` with scratch of its own (for tests and callers without scratch)."""
+    return vec_sum_f32_into(x, start, n, np.zeros(32, dtype=np.float32))
+
+
 @jit
 def row_sum_f32(x, start, n, acc):
     """vec_sum_f32 at SIMD speed, same bits: its order with plain f32 adds, NaN results redone by
-    vec_sum_f32 (which picks the NaN; without NaN operands every NaN is the one default NaN).
+    vec_sum_f32_into (which picks the NaN; without NaN operands every NaN is the one default NaN).
 
     Vector v's lane l goes to accumulator v % 4, i.e. element i to slot i % 32 of `acc` (f32
     scratch of >= 32), so the vertical adds run over 32 contiguous slots at a time.
@@ -320,7 +328,7 @@ def row_sum_f32(x, start, n, acc):
     for i in range(start + body, start + n):
         total = total + x[i]
     if math.isnan(total):
-        return vec_sum_f32(x, start, n)
+        return vec_sum_f32_into(x, start, n, acc)
     return total
 
 

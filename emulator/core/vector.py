@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from .common import fail, note_vram_write, vram_row
-from .jit import jit, jit_alloc
+from .jit import inline_jit, jit, jit_alloc
 from .numerics import (
     add_nan_second, bf16_row_to_f32, bf16_to_f32, exp_f32, f32_bits, f32_from_bits, f32_row_to_bf16, f32_to_bf16_reg,
     fmax_num, quiet, row_sum_f32,
@@ -24,6 +24,9 @@ from .state import (
     P_VRAM_DEPTH, V_MASK, VRAM_ROWS_USED,
 )
 from .common import u32
+
+# The instruction kernels (v_elementwise .. s_map_v_fp) are `inline_jit` for the reason given in
+# matrix.py: compiled once, inside the run loop.  v_topk allocates, so it stays a function of its own.
 
 # Elementwise operation codes (internal to this module and the dispatcher).
 EW_ADD, EW_SUB, EW_SUB_REV, EW_MUL, EW_MAX, EW_MIN, EW_EXP, EW_RECI = range(8)
@@ -157,7 +160,7 @@ def fp_reg(fpr, idx, err, pc):
     return bf16_to_f32(fpr[idx]), True
 
 
-@jit
+@inline_jit
 def v_elementwise(code, masked, rd, rs1, rs2, is_vf, vram, fpr, gp, ctrl, params, rows, err, pc):
     """V_ADD/SUB/MUL (VV, VF), V_MAX/MIN_VF, V_EXP_V, V_RECI_V; masked heads when rmask != 0.
 
@@ -220,7 +223,7 @@ def _reduction_operands(rd, rs1, vram, fpr, gp, params, row, err, pc):
     return f, True
 
 
-@jit
+@inline_jit
 def v_red_sum(masked, rd, rs1, vram, fpr, gp, ctrl, params, rows, err, pc):
     """fp[rd] = bf16(fp[rd] + sum(vs1)); the masked form counts each masked head HLEN times."""
     f, ok = _reduction_operands(rd, rs1, vram, fpr, gp, params, rows[0], err, pc)
@@ -240,14 +243,14 @@ def v_red_sum(masked, rd, rs1, vram, fpr, gp, ctrl, params, rows, err, pc):
                 s = row_sum_f32(a, head * h, h, rows[2])
                 for i in range(head * h, head * h + h):
                     tmp[i] = s
-        val = row_sum_f32(tmp, 0, vlen, rows[2])
+        val = row_sum_f32(tmp, np.int64(0), vlen, rows[2])
     else:
-        val = row_sum_f32(a, 0, vlen, rows[2])
+        val = row_sum_f32(a, np.int64(0), vlen, rows[2])
     fpr[rd] = f32_to_bf16_reg(add_nan_second(f, val))  # f + sum keeps the sum's NaN (corrections D3)
     return True
 
 
-@jit
+@inline_jit
 def v_red_max(rd, rs1, vram, fpr, gp, params, rows, err, pc):
     """fp[rd] = bf16(maxNum(max(vs1), fp[rd])); a row holding a NaN is ignored; the mask has no effect."""
     f, ok = _reduction_operands(rd, rs1, vram, fpr, gp, params, rows[0], err, pc)
@@ -283,9 +286,11 @@ def _row_max(a, n):
     return a[0]   # not reached: some lane holds the maximum
 
 
-@jit_alloc
+@inline_jit
 def v_shift(rd, rs1, rs2, vram, gp, ctrl, params, err, pc):
-    """V_SHFT_V: vd[i] = vs1[i - s] for i >= s else +0, s = gp[rs2] (towards higher lanes)."""
+    """V_SHFT_V: vd[i] = vs1[i - s] for i >= s else +0, s = gp[rs2] (towards higher lanes).
+
+    Lanes go from the top down, so vd may be vs1: lane i - s is read before it is overwritten."""
     vlen = params[P_VLEN]
     depth = params[P_VRAM_DEPTH]
     ra = vram_row(gp[rs1], vlen, depth, err, pc)
@@ -295,14 +300,13 @@ def v_shift(rd, rs1, rs2, vram, gp, ctrl, params, err, pc):
     if rdst < 0:
         return False
     s = gp[rs2]
-    src = vram[ra].copy()
-    for i in range(vlen):
-        vram[rdst, i] = src[i - s] if i >= s else 0
+    for i in range(vlen - 1, -1, -1):
+        vram[rdst, i] = vram[ra, i - s] if i >= s else 0
     note_vram_write(ctrl, rdst, VRAM_ROWS_USED)
     return True
 
 
-@jit
+@inline_jit
 def s_map_v_fp(rd, rs1, imm, vram, fpsram, gp, ctrl, params, err, pc):
     """S_MAP_V_FP: VRAM row gp[rd] <- FP_SRAM[gp[rs1]+imm .. +VLEN) (bf16, exact)."""
     vlen = params[P_VLEN]
