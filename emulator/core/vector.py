@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from .common import fail, note_vram_write, vram_row
-from .jit import inline_jit, jit, jit_alloc
+from .jit import inline_jit, jit
 from .numerics import (
     add_nan_second, bf16_row_to_f32, bf16_to_f32, exp_f32, f32_bits, f32_from_bits, f32_row_to_bf16, f32_to_bf16_reg,
     fmax_num, quiet, row_sum_f32,
@@ -25,8 +25,8 @@ from .state import (
 )
 from .common import u32
 
-# The instruction kernels (v_elementwise .. s_map_v_fp) are `inline_jit` for the reason given in
-# matrix.py: compiled once, inside the run loop.  v_topk allocates, so it stays a function of its own.
+# The instruction kernels (v_elementwise .. v_topk) are `inline_jit` for the reason given in
+# matrix.py: compiled once, inside the run loop.
 
 # Elementwise operation codes (internal to this module and the dispatcher).
 EW_ADD, EW_SUB, EW_SUB_REV, EW_MUL, EW_MAX, EW_MIN, EW_EXP, EW_RECI = range(8)
@@ -265,25 +265,24 @@ def _row_max(a, n):
     """max(a[:n]) as the reference's vectorised max: a NaN lane makes it NaN (then maxNum ignores
     the row); on ties (+0/-0) the later lane wins.
 
-    At SIMD speed: the max is taken over integer keys that order floats like `<` does except that
-    -0 < +0 (a vectorisable integer max), then found again scanning back from the last lane, where
-    a zero maximum takes the sign of the last zero lane.
+    At SIMD speed, in one pass: the max is taken over integer keys that order floats like `<` does
+    except that -0 < +0 (a vectorisable integer max), and the last zero lane's index is kept (an
+    integer max too): a zero maximum takes that lane's sign, any other maximum is its own bits.
     """
     bits = a.view(np.int32)
     nans = 0
     top = np.int32(-2147483648)
+    last_zero = -1
     for i in range(n):
         b = bits[i]
         nans += (b & 0x7FFFFFFF) > 0x7F800000
         top = max(top, b if b >= 0 else b ^ 0x7FFFFFFF)
+        last_zero = max(last_zero, i if (b & 0x7FFFFFFF) == 0 else -1)
     if nans:
         return np.float32(np.nan)
-    want = top if top >= 0 else top ^ 0x7FFFFFFF          # the bits of the maximum
-    mask = 0x7FFFFFFF if (want & 0x7FFFFFFF) == 0 else -1  # a zero maximum: either sign
-    for i in range(n - 1, -1, -1):
-        if (bits[i] & mask) == (want & mask):
-            return a[i]
-    return a[0]   # not reached: some lane holds the maximum
+    if top == 0 or top == -1:     # the keys of +0 and -0
+        return a[last_zero]
+    return f32_from_bits(top if top >= 0 else top ^ 0x7FFFFFFF)
 
 
 @inline_jit
@@ -331,12 +330,16 @@ def _total_order_key(x):
     return u
 
 
-@jit_alloc
+@inline_jit
 def v_topk(policy, rd, rs1, rs2, vram, fpsram, intsram, gp, params, rows, err, pc):
     """Routed-MoE router: top-K of E logits, softmax over the selected ones (sequential f32).
 
     Policy 0: E=32, K=4; policy 1: E=128, K=8.  NaN logits count as -inf; ties go to the lower
     index; weights are 0 when the denominator is not finite and positive.  Not masked.
+
+    Without allocation: the logits, the selected ones and their exps live in `rows` past row 0
+    (>= 26 rows of >= 32 lanes); a selected logit is marked by a NaN (no logit is NaN any more).
+    The SRAM range checks come before the selection (which has no effects): the same aborts.
     """
     if policy == 0:
         n_exp, k = 32, 4
@@ -347,7 +350,11 @@ def v_topk(policy, rd, rs1, rs2, vram, fpsram, intsram, gp, params, rows, err, p
     vlen = params[P_VLEN]
     depth = params[P_VRAM_DEPTH]
     src = gp[rs1]
-    logits = np.empty(n_exp, dtype=np.float32)
+    width = rows.shape[1]
+    flat = rows.reshape((rows.shape[0] * width,))
+    logits = flat[width:width + 128]
+    picked = flat[width + 128:width + 136]
+    ex = flat[width + 136:width + 144]
     nrows = (n_exp + vlen - 1) // vlen
     a = rows[0]
     for j in range(nrows):
@@ -359,26 +366,6 @@ def v_topk(policy, rd, rs1, rs2, vram, fpsram, intsram, gp, params, rows, err, p
             e = j * vlen + i
             if e < n_exp:
                 logits[e] = -np.inf if math.isnan(a[i]) else a[i]
-    keys = np.empty(n_exp, dtype=np.int64)
-    for e in range(n_exp):
-        keys[e] = _total_order_key(logits[e])
-    taken = np.zeros(n_exp, dtype=np.bool_)
-    idx = np.empty(k, dtype=np.int64)
-    for slot in range(k):
-        best = -1
-        for e in range(n_exp):
-            if not taken[e] and (best < 0 or keys[e] > keys[best]):
-                best = e
-        taken[best] = True
-        idx[slot] = best
-    mx = logits[idx[0]]
-    for slot in range(k):
-        mx = max(mx, logits[idx[slot]])
-    ex = np.empty(k, dtype=np.float32)
-    d = np.float32(0.0)
-    for slot in range(k):
-        ex[slot] = exp_f32(np.float32(logits[idx[slot]] - mx))
-        d = np.float32(d + ex[slot])
     fp_base = gp[rd]
     int_base = gp[rs2]
     for slot in range(k):
@@ -387,7 +374,26 @@ def v_topk(policy, rd, rs1, rs2, vram, fpsram, intsram, gp, params, rows, err, p
         if u32(fp_base + slot) >= FP_SRAM_SIZE:
             return fail(err, E_FPSRAM_RANGE, pc, u32(fp_base + slot), FP_SRAM_SIZE)
     for slot in range(k):
+        best = -1
+        best_key = np.int64(0)
+        for e in range(n_exp):
+            if math.isnan(logits[e]):
+                continue
+            key = _total_order_key(logits[e])
+            if best < 0 or key > best_key:
+                best = e
+                best_key = key
+        picked[slot] = logits[best]
+        logits[best] = np.nan
+        intsram[u32(int_base + slot)] = best
+    mx = picked[0]
+    for slot in range(k):
+        mx = max(mx, picked[slot])
+    d = np.float32(0.0)
+    for slot in range(k):
+        ex[slot] = exp_f32(np.float32(picked[slot] - mx))
+        d = np.float32(d + ex[slot])
+    for slot in range(k):
         w = np.float32(ex[slot] / d) if (math.isfinite(d) and d > 0) else np.float32(0.0)
-        intsram[u32(int_base + slot)] = idx[slot]
         fpsram[u32(fp_base + slot)] = f32_to_bf16_reg(w)
     return True
