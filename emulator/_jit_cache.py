@@ -76,17 +76,35 @@ class _LoadingCache(FunctionCache):
             return self._load_overload(sig, target_context)
 
 
-def load_without_refresh(dispatcher):
-    """`dispatcher` with its disk cache swapped for `_LoadingCache` (a no-op when caching is off)."""
-    if type(getattr(dispatcher, "_cache", None)) is FunctionCache:
-        dispatcher._cache.__class__ = _LoadingCache
+class _LazyCache:
+    """A dispatcher's `_LoadingCache`, created when the dispatcher first loads or compiles.  numba
+    creates a function's cache with its dispatcher: a stat of the source file, a makedirs and a
+    writability probe (a temporary file) for each of the ~130 kernels at import (~25 ms), while a
+    warm run uses the caches of the few kernels Python calls."""
+
+    def __init__(self, py_func):
+        self._py_func = py_func
+        self._real = None
+
+    def __getattr__(self, name):   # everything but the two attributes above
+        if name in ("_py_func", "_real"):   # not set yet (a copy, an unpickled object)
+            raise AttributeError(name)
+        if self._real is None:
+            self._real = _LoadingCache(self._py_func)
+        return getattr(self._real, name)
+
+
+def disk_cached(dispatcher):
+    """`dispatcher` (made without numba's cache=True) with its disk cache: numba's, created on first
+    use, loading without the registry refresh."""
+    dispatcher._cache = _LazyCache(dispatcher.py_func)
     return dispatcher
 
 
-# Measured: the first `emulate` of the shipped example with an empty NUMBA_CACHE_DIR on 2 cores,
-# 60 s on the quiet machine (2026-12-03, after the HBM2 model's channel-clock helpers stopped being
-# inlined into every DMA kernel; 78-93 s of CPU before).
-COLD_COMPILE_SECONDS = 60
+# Measured: the first `emulate` of the shipped example with an empty NUMBA_CACHE_DIR on 2 cores
+# (bench/bench_compile.py), 33 s of CPU on the loaded shared machine (2026-12-03, after the HBM2
+# model's rework into one channel-driving function; 60 s on the quiet machine before it).
+COLD_COMPILE_SECONDS = 35
 
 _announced = False
 

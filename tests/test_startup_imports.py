@@ -73,3 +73,15 @@ def test_a_warm_run_loads_the_core_without_numbas_registries_and_compiling_still
     probe = json.loads(done.stdout.splitlines()[-1])
     assert probe["code"] == 0 and probe["loaded"] == []
     assert probe["compiled"] == 3.5
+
+
+def test_importing_the_core_leaves_the_disk_cache_alone_until_a_kernel_is_used(tmp_path):
+    """numba would create every kernel's disk cache at import (a makedirs and a writability probe
+    each); emulator/_jit_cache.py creates one when its kernel first loads or compiles."""
+    code = ("import os, sys; import emulator.runner, emulator.warmup; from emulator._jit_cache import is_cached; "
+            "from emulator.core.loop import run_loop; before = os.listdir(sys.argv[1]); "
+            "cold = not is_cached(run_loop); print(before, cold, len(os.listdir(sys.argv[1])))")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "NUMBA_CACHE_DIR"}
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env={**env, "NUMBA_CACHE_DIR": str(tmp_path)},
+                          capture_output=True, text=True, check=True, timeout=300)
+    assert done.stdout.split() == ["[]", "True", "1"]

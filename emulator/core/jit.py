@@ -1,7 +1,8 @@
 """The numba options of the core, fixed in one place.
 
-- cache=True: compiled kernels are written next to the sources, so only the first run of a
-  fresh checkout pays the JIT cost.
+- numba's disk cache (what cache=True gives; emulator/_jit_cache.py keys its directory): only the
+  first run of a fresh install pays the JIT cost.  `disk_cached` attaches it created on first use
+  and loading without numba's registry refresh (both for the warm start).
 - nogil=True: the service runs kernels in worker processes; releasing the GIL costs nothing.
 - error_model="numpy": float division by zero gives inf/NaN as IEEE says (the reference relies
   on 1/0 = inf) instead of raising ZeroDivisionError.
@@ -17,16 +18,15 @@
 
 from numba import njit
 
-from .._jit_cache import load_without_refresh
+from .._jit_cache import disk_cached
 
-_OPTIONS = dict(cache=True, nogil=True, error_model="numpy")
+_OPTIONS = dict(nogil=True, error_model="numpy")
 
 
 def _decorator(**options):
-    """njit(**options), its dispatchers loading from the disk cache without numba's registry
-    refresh (emulator/_jit_cache.py `_LoadingCache`: the warm start)."""
+    """njit(**options) with the disk cache of emulator/_jit_cache.py (instead of cache=True)."""
     compile_with = njit(**options)
-    return lambda fn: load_without_refresh(compile_with(fn))
+    return lambda fn: disk_cached(compile_with(fn))
 
 
 jit = _decorator(**_OPTIONS, _nrt=False)
