@@ -183,10 +183,11 @@ def _estimate(dec, counters, gp, gp_data, areg, areg_data, ctrl, ctrl_data, ints
             ctrl[NOW] = now
             if action == A_STORE_V:
                 end = h_store(rd, rs1, rs2, rs3, gp, areg, ctrl, p, vram, pt, pool, ts, one, vals, ebuf, sbuf,
-                              err, pc, False)
+                              err, pc, np.bool_(False))
             else:
                 end = h_prefetch(action == A_PREFETCH_M, rd, rs1, rs2, rs3, gp, areg, ctrl, p, vram, mram, pt,
-                                 pool, ts, blk, e4m3, e8m0, vals, ebuf, sbuf, err, pc, False)
+                                 pool, ts, blk, e4m3, e8m0, vals, ebuf, sbuf, err, pc,
+                                 np.bool_(False))  # run-time bool: one compile of the DMA kernels (core/loop.py)
             blocks_read = (ctrl[HBM_READ] - read0) // BLOCK
             blocks_written = (ctrl[HBM_WRITTEN] - written0) // BLOCK
             if end < 0:

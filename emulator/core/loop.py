@@ -175,8 +175,10 @@ def run_loop(dec, counters, gp, fpr, areg, ctrl, loops, params, vram, mram, fpsr
         elif h == H_C_SET_V_MASK_REG:
             ctrl[V_MASK] = gp[rd]
         elif h == H_H_PREFETCH_V or h == H_H_PREFETCH_M:
+            # move_data is a run-time bool (np.bool_), as in the overlapped scheduler and the static
+            # estimator (which pass False): literal True/False would compile the DMA kernels twice.
             end = h_prefetch(h == H_H_PREFETCH_M, rd, rs1, rs2, rs3, gp, areg, ctrl, params, vram, mram,
-                             pt, pool, ts, blk, e4m3, e8m0, vals, ebuf, sbuf, err, pc, True)
+                             pt, pool, ts, blk, e4m3, e8m0, vals, ebuf, sbuf, err, pc, np.bool_(True))
             ok = end >= 0
             cost = end - now
         elif h == H_H_STORE_V:
@@ -187,7 +189,7 @@ def run_loop(dec, counters, gp, fpr, areg, ctrl, loops, params, vram, mram, fpsr
                 status = ST_NEED_PAGES
                 break
             end = h_store(rd, rs1, rs2, rs3, gp, areg, ctrl, params, vram, pt, pool, ts, one,
-                          vals, ebuf, sbuf, err, pc, True)
+                          vals, ebuf, sbuf, err, pc, np.bool_(True))
             ok = end >= 0
             cost = end - now
         elif h == H_M_MM or h == H_M_TMM:

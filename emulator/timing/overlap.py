@@ -258,10 +258,11 @@ def schedule(oplog, n_rows, first_row, dec, params, base, unit_of, occupancy, re
             dctrl[NOW] = start
             if h == H_H_STORE_V:
                 end = h_store(rd, rs1, rs2, rs3, dgp, dareg, dctrl, params, dvram, dpt, dpool, ts, done,
-                              df32, du8, du8, derr, pc, False)
+                              df32, du8, du8, derr, pc, np.bool_(False))
             else:
                 end = h_prefetch(h == H_H_PREFETCH_M, rd, rs1, rs2, rs3, dgp, dareg, dctrl, params, dvram,
-                                 dmram, dpt, dpool, ts, dblk, df32, df32, df32, du8, du8, derr, pc, False)
+                                 dmram, dpt, dpool, ts, dblk, df32, df32, df32, du8, du8, derr, pc,
+                                 np.bool_(False))  # run-time bool: one compile of the DMA kernels (core/loop.py)
             dur = end - start
             if dur > oplog[r, OPLOG_SEQ_CYCLES]:  # started elsewhere in time, it met more HBM contention
                 sc[SC_DMA_EXTRA] += dur - oplog[r, OPLOG_SEQ_CYCLES]
