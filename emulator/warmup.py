@@ -45,8 +45,8 @@ def entry_points() -> list:
     """The jitted functions Python calls directly."""
     from .core.hbm_store import absent_pages, read_bytes, rehash, write_bytes
     from .core.loop import run_loop
-    from .timing.overlap import critical_path, schedule
-    points = [run_loop, write_bytes, read_bytes, absent_pages, rehash, schedule, critical_path]
+    from .timing.overlap import _int64_dict, critical_path, dict_items, schedule
+    points = [run_loop, write_bytes, read_bytes, absent_pages, rehash, schedule, critical_path, _int64_dict, dict_items]
     try:
         from profiler.static import _estimate
     except ImportError:  # pragma: no cover - the profiler ships with the emulator

@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO
 
 EXAMPLE = REPO / "examples" / "linear"
@@ -85,3 +87,31 @@ def test_importing_the_core_leaves_the_disk_cache_alone_until_a_kernel_is_used(t
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env={**env, "NUMBA_CACHE_DIR": str(tmp_path)},
                           capture_output=True, text=True, check=True, timeout=300)
     assert done.stdout.split() == ["[]", "True", "1"]
+
+
+NO_COMPILES = """
+import contextlib, io, json, sys
+from numba.core import event
+compiled = []
+class Listener(event.Listener):
+    def on_start(self, ev):
+        compiled.append(ev.data["dispatcher"].py_func.__qualname__)
+    def on_end(self, ev):
+        pass
+event.register("numba:compile", Listener())
+from emulator.cli import main
+with contextlib.redirect_stdout(io.StringIO()):
+    code = main(sys.argv[1:])
+print(json.dumps({"code": code, "compiled": compiled}))
+"""
+
+
+@pytest.mark.parametrize("timing", ["sequential", "overlapped"])
+def test_a_warm_run_compiles_nothing(timing):
+    """On a warm cache a run only loads compiled code: the overlapped scheduler's typed dicts are
+    made and read by cached kernels (from Python, numba would compile its dict helpers per process)."""
+    _probe("--json", "--timing", timing)   # the cache is warm afterwards
+    argv = [str(EXAMPLE / "program.asm"), "--hbm", str(EXAMPLE / "hbm.bin"), "--json", "--timing", timing]
+    done = subprocess.run([sys.executable, "-c", NO_COMPILES, *argv], capture_output=True, text=True, check=True,
+                          timeout=900)
+    assert json.loads(done.stdout.splitlines()[-1]) == {"code": 0, "compiled": []}

@@ -92,12 +92,32 @@ def decode_stall_key(key: int) -> tuple[int, int, int, int]:
     return rest // 256, (rest // 32) % 8, rest % 32, blocker_pc
 
 
-def new_hbm_index():
+# The typed dicts are made and read in cached compiled code: Dict.empty() and iterating a dict from
+# Python compile numba's dict helpers (~16 functions, ~1 s of CPU) in every process.
+@jit_alloc
+def _int64_dict():
     return Dict.empty(key_type=types.int64, value_type=types.int64)
+
+
+def new_hbm_index():
+    return _int64_dict()
 
 
 def new_stall_dict():
-    return Dict.empty(key_type=types.int64, value_type=types.int64)
+    return _int64_dict()
+
+
+@jit_alloc
+def dict_items(d):
+    """(keys, values) of an int64 -> int64 typed dict, as two arrays in its iteration order."""
+    keys = np.empty(len(d), dtype=np.int64)
+    values = np.empty(len(d), dtype=np.int64)
+    i = 0
+    for k, v in d.items():
+        keys[i] = k
+        values[i] = v
+        i += 1
+    return keys, values
 
 
 @inline_jit

@@ -22,7 +22,7 @@ from .overlap import (
     CAUSES, DY_END, DY_ISSUE, DY_PC, DY_START, DYN_COLS, PC_COLS, PC_CYCLES, PC_ISSUE_STALL, PC_STALL,
     RES_COLS, SC_DEP_BOUND, SC_DYN, SC_FRONT_STALL, SC_ISSUE_DYN, SC_ISSUE_WIDTH, SC_LAST_DMA_DYN,
     SC_DMA_EXTRA, SC_LAST_DMA_START, SC_SIZE, SC_TOTAL, SC_TOTAL_DYN, SCHED_DONE, SCHED_NEED_DYN, U_BUSY, U_COUNT,
-    U_II, U_LAST_DYN, U_QDEPTH, U_STALLED, UNIT_COLS, critical_path, decode_stall_key,
+    U_II, U_LAST_DYN, U_QDEPTH, U_STALLED, UNIT_COLS, critical_path, decode_stall_key, dict_items,
     new_hbm_index, new_stall_dict, schedule,
 )
 
@@ -173,7 +173,7 @@ class OverlapScheduler:
             busy, stalled = int(self.units[i, U_BUSY]), int(self.units[i, U_STALLED])
             units.append(UnitTiming(name, int(self.units[i, U_COUNT]), busy, stalled, total - busy - stalled))
         stalls = []
-        for key, cycles in self.stalls.items():
+        for key, cycles in zip(*(a.tolist() for a in dict_items(self.stalls))):
             u, cause, space, blocker = decode_stall_key(int(key))
             stalls.append(Stall(self.unit_names[u], CAUSES[cause], "" if CAUSES[cause] == "unit_full" else SPACES[space],
                                 int(blocker), int(cycles)))
