@@ -81,6 +81,7 @@ WM_LEAVE = int(np.ceil(WR_LOW_WATERMARK * WRITE_BUFFER_NOMINAL)) - 1
 FAW_WINDOW = 4               # nFAW: the 5th ACT >= 15 after the 1st of the last four
 N_FAW = 15
 DEFAULT_PENDING_CAPACITY = 4096
+RETRY, DRAIN = 1, 2          # _run's flags
 NEVER = np.iinfo(np.int64).max // 2   # "no event": larger than any reachable cycle
 
 
@@ -666,26 +667,34 @@ def _send(st, ch, cb, addr, is_write, clk):
 
 
 @jit
-def _run(st, ch, cb, clk, addr, is_write, retry):
+def _run(st, ch, cb, clk, addr, is_write, flags):
     """Drive one channel; the one loop every entry point uses.
 
     * Runs the channel's ticks up to and including `clk`, skipping those that do nothing: after
       any change (a command issued, a request queued, a veto) `_plan` finds the next cycle at
       which a command can be chosen; the ticks before it can only settle the write mode (which is
       idempotent while the buffer sizes stand still) or serve reads (whose serve cycles are known).
-    * Then, if addr >= 0, offers that request at `clk`; if it is refused and `retry` is set, offers
-      it again after each following tick that issues a command (only those can make room) until
-      it is accepted.  Returns the clk at which it was accepted, or -1 if refused (retry 0).
-    * clk == NEVER with addr < 0 runs the channel until every read queued on it has been issued.
+    * Then, if addr >= 0, offers that request at `clk`; if it is refused and `flags` has RETRY,
+      offers it again after each following tick that issues a command (only those can make room)
+      until it is accepted.  Returns the clk at which it was accepted, or -1 if refused (no RETRY).
+    * clk == NEVER with addr < 0 runs the channel until every read queued on it has been issued
+      (returns NEVER); so does DRAIN in `flags` once the request has been accepted (the batch's
+      last request to this channel: one call instead of two).
     """
+    accepted = clk
     while True:
         if st[cb + C_CLK] >= clk:
             if addr < 0:
                 _pop_served(st, ch, cb, clk)
                 return clk
             if _send(st, ch, cb, addr, is_write, clk):
-                return clk
-            if retry == 0:
+                if flags & DRAIN == 0:
+                    return clk
+                accepted = clk
+                addr = -1
+                clk = NEVER
+                continue
+            if flags & RETRY == 0:
                 return -1
             if st[cb + C_PLAN_OK] == 0:
                 _plan(st, cb)
@@ -693,7 +702,7 @@ def _run(st, ch, cb, clk, addr, is_write, retry):
             if clk == NEVER:
                 raise ValueError("HBM2 model: a refused request waits for a channel with nothing to issue")
         elif clk == NEVER and st[cb + C_QREADS] == 0:
-            return st[cb + C_CLK]
+            return accepted
         if st[cb + C_PLAN_OK] == 0:
             _plan(st, cb)
         at = min(st[cb + C_ACT_AT], st[cb + C_SRC_AT])
@@ -721,7 +730,7 @@ def synchronise(st):
     """Bring every channel's clock up to next_instant (changes no result; for inspection)."""
     no_request = np.int64(-1)
     for ch in range(N_CH):
-        _run(st, ch, CH_BASE + ch * CH_SIZE, st[H_NEXT], no_request, no_request, no_request)
+        _run(st, ch, CH_BASE + ch * CH_SIZE, st[H_NEXT], no_request, np.int64(0), np.int64(0))
 
 
 @jit
@@ -785,11 +794,16 @@ def hbm2_read_batch(st, now, block_addrs, n):
     st[H_NEXT] = clk
     st[H_LAST_SERVE] = -1
     read = np.int64(0)
-    retry = np.int64(1)
+    flags = np.int64(RETRY)
+    last_block = (n - 1) << TX_PER_BLOCK_BITS
     for q in range(n << TX_PER_BLOCK_BITS):
         addr = block_addrs[q >> TX_PER_BLOCK_BITS] + ((q & ((1 << TX_PER_BLOCK_BITS) - 1)) << TX_BITS)
         ch = _channel_of(addr)
-        accepted = _run(st, ch, CH_BASE + ch * CH_SIZE, clk, addr, read, retry)
+        if q == last_block:
+            # the last block's transfers go to 4 different channels, each its channel's last
+            # transfer of the batch: those channels can finish their share right away
+            flags |= DRAIN
+        accepted = _run(st, ch, CH_BASE + ch * CH_SIZE, clk, addr, read, flags)
         if accepted != clk:
             clk = accepted
             st[H_NEXT] = clk
@@ -818,7 +832,7 @@ def hbm2_write_block(st, now, block_addr):
         if st[H_NEXT] < t:
             st[H_NEXT] = t
         ch = _channel_of(addr)
-        accepted = _run(st, ch, CH_BASE + ch * CH_SIZE, st[H_NEXT], addr, write, write)
+        accepted = _run(st, ch, CH_BASE + ch * CH_SIZE, st[H_NEXT], addr, write, np.int64(RETRY))
         if accepted != st[H_NEXT]:
             t = accepted
             st[H_NEXT] = t
