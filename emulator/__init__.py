@@ -10,7 +10,25 @@ Data flows one way: ASM/.mem -> Program (emulator.asm) -> machine state (emulato
 -> RunResult (emulator.result) -> profile (profiler).
 """
 
-from ._jit_cache import configure as _configure_jit_cache
+import os as _os
+import sys as _sys
+
+
+def _is_emulate_command(argv: list[str]) -> bool:
+    """Whether this process's command line (sys.orig_argv) runs `emulate` / `python -m emulator.cli`."""
+    if len(argv) > 1 and _os.path.basename(argv[1]) == "emulate":
+        return True
+    return "-m" in argv and argv[argv.index("-m") + 1:argv.index("-m") + 2] == ["emulator.cli"]
+
+
+# The `emulate` command does no linear algebra, but numpy's import starts OpenBLAS's thread pool,
+# whose idle threads spin for ~0.1 s of CPU (a fifth of a warm start, and the other core of a
+# loaded 2-core machine).  Only the command gets one BLAS thread (unless its environment says
+# otherwise); a program importing the package keeps its BLAS as it is.
+if "numpy" not in _sys.modules and _is_emulate_command(list(getattr(_sys, "orig_argv", ()))):
+    _os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+from ._jit_cache import configure as _configure_jit_cache  # noqa: E402
 
 _configure_jit_cache()
 

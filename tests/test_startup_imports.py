@@ -115,3 +115,19 @@ def test_a_warm_run_compiles_nothing(timing):
     done = subprocess.run([sys.executable, "-c", NO_COMPILES, *argv], capture_output=True, text=True, check=True,
                           timeout=900)
     assert json.loads(done.stdout.splitlines()[-1]) == {"code": 0, "compiled": []}
+
+
+def test_only_the_emulate_command_limits_blas_threads():
+    """`emulate` (no linear algebra) starts numpy with one OpenBLAS thread: its idle pool threads
+    spin ~0.1 s of CPU.  A program that imports the package keeps its BLAS settings."""
+    from emulator import _is_emulate_command
+
+    assert _is_emulate_command(["/venv/bin/python3", "/venv/bin/emulate", "prog.asm", "--json"])
+    assert _is_emulate_command(["python", "-m", "emulator.cli", "prog.asm"])
+    assert _is_emulate_command(["python", "-X", "importtime", "-m", "emulator.cli", "prog.asm"])
+    assert not _is_emulate_command(["python", "-c", "import emulator"])
+    assert not _is_emulate_command(["python", "script.py", "emulate"])
+    env = {k: v for k, v in __import__("os").environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    code = "import os, emulator; print(os.environ.get('OPENBLAS_NUM_THREADS'))"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "None"
