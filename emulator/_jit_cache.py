@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numba
 from numba.core.caching import FunctionCache
+from numba.core.dispatcher import Dispatcher
 from numba.core.runtime import rtsys
 
 _ROOT = Path(__file__).resolve().parent
@@ -96,7 +97,10 @@ class _LazyCache:
 
 def disk_cached(dispatcher):
     """`dispatcher` (made without numba's cache=True) with its disk cache: numba's, created on first
-    use, loading without the registry refresh."""
+    use, loading without the registry refresh.  With NUMBA_DISABLE_JIT=1 numba's decorators give
+    back the plain Python function, which has no cache to attach."""
+    if not isinstance(dispatcher, Dispatcher):
+        return dispatcher
     dispatcher._cache = _LazyCache(dispatcher.py_func)
     return dispatcher
 
@@ -117,7 +121,7 @@ def is_cached(dispatcher) -> bool:
     Entry points here have one signature, so any entry will do.  No cache (caching disabled)
     counts as cached: there is nothing to fill.
     """
-    if dispatcher.overloads:
+    if not isinstance(dispatcher, Dispatcher) or dispatcher.overloads:  # NUMBA_DISABLE_JIT=1: no compiling
         return True
     cache = getattr(dispatcher, "_cache", None)
     cache_file = getattr(cache, "_cache_file", None)

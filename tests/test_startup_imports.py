@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -131,3 +132,20 @@ def test_only_the_emulate_command_limits_blas_threads():
     code = "import os, emulator; print(os.environ.get('OPENBLAS_NUM_THREADS'))"
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "None"
+
+
+def test_with_numba_jit_disabled_the_kernels_import_as_plain_python():
+    # NUMBA_DISABLE_JIT=1 (numba's debugging switch: step through a kernel in pdb, profile it with
+    # cProfile) makes the decorators return plain functions: nothing to cache, nothing to compile.
+    probe = """
+from emulator import runner
+from emulator._jit_cache import is_cached
+from emulator.core.loop import run_loop
+from emulator.timing.overlap import decode_stall_key, stall_key
+assert not hasattr(run_loop, "overloads") and is_cached(run_loop)
+print(*decode_stall_key(stall_key(3, 2, 1, 77)))
+"""
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "NUMBA_DISABLE_JIT": "1"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["3", "2", "1", "77"]

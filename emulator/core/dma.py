@@ -152,7 +152,7 @@ def store_pages_needed(rd, rs1, rs2, rs3, gp, areg, ctrl, params, pt, seen):
     mx_block = params[P_MX_BLOCK]
     capacity = params[P_HBM_CAPACITY]
     index, scale_index, stride_used, stride_scale = _region(gp, areg, ctrl, rs1, rs2, rs3, vlen, mx_block)
-    nseen = 0
+    nseen = np.int64(0)  # not the literal 0: one compiled missing_pages
     for k in range(params[P_WRITEBACK_ROWS]):
         ea, sa = _row_addresses(k, index, scale_index, stride_used, stride_scale)
         nseen = missing_pages(pt, capacity, ea, vlen, seen, nseen)

@@ -402,7 +402,7 @@ def _issue(st, cb, cmd, bank, row, clk):
         oldest = st[hist + FAW_WINDOW - 1]
         if oldest >= 0:
             _raise_ready(st, cb + C_RPC + pc * N_CMD + cmd, cb + C_EFF + cmd * BANKS + pc * BANKS_PER_PC,
-                         BANKS_PER_PC, oldest + N_FAW)
+                         np.int64(BANKS_PER_PC), oldest + N_FAW)  # not a literal: one compiled _raise_ready
         st[cb + C_OPEN + bank] = row
     elif cmd == PRE:
         st[cb + C_OPEN + bank] = -1

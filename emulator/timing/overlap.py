@@ -223,7 +223,7 @@ def schedule(oplog, n_rows, first_row, dec, params, base, unit_of, occupancy, re
                 front = q_t - t_issue
                 sc[SC_FRONT_STALL] += front
                 per_pc[pc, PC_ISSUE_STALL] += front
-                key = stall_key(u, CAUSE_UNIT_FULL, 0, dyn[qdyn[u, q_pos], DY_PC])
+                key = stall_key(u, np.int64(CAUSE_UNIT_FULL), np.int64(0), dyn[qdyn[u, q_pos], DY_PC])  # one compiled stall_key
                 stalls[key] = stalls.get(key, 0) + front
                 t_issue = q_t
                 issue_pred = 2 * qdyn[u, q_pos]
