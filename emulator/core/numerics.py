@@ -75,11 +75,6 @@ def bf16_bits_from_f32_bits(u):
 
 
 @jit
-def f32_to_bf16_vram(x):
-    return bf16_bits_from_f32_bits(f32_bits(x))
-
-
-@jit
 def f32_row_to_bf16(src, dst):
     """dst[i] = VRAM cast of src[i] (f32 row -> bf16 bits row): `bf16_bits_from_f32_bits`
     branch-free, so the lanes run side by side (SIMD).  The magnitude rounds to nearest even by

@@ -316,14 +316,6 @@ def queue_entries(views: dict, ch: int, kind: int) -> list[tuple[int, int, int, 
     return out
 
 
-def serve_runs(views: dict, ch: int) -> list[tuple[int, int]]:
-    """(first serve clk, count) runs of a channel's unserved reads, oldest first."""
-    cap = views["serve_first"].shape[1]
-    head = int(views["serve_head"][ch])
-    return [(int(views["serve_first"][ch, (head + i) % cap]), int(views["serve_count"][ch, (head + i) % cap]))
-            for i in range(int(views["serve_len"][ch]))]
-
-
 # ------------------------------------------------------------------------------ address mapping
 @jit
 def map_address(addr):
