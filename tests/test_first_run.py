@@ -141,3 +141,17 @@ def test_every_jitted_module_keys_the_cache():
             if any(isinstance(v, CPUDispatcher) and v.py_func.__module__ == mod.__name__ for v in vars(mod).values()):
                 defining.add(Path(mod.__file__).resolve())
     assert defining and defining <= hashed, sorted(map(str, defining - hashed))
+
+
+def test_a_cold_run_compiles_each_of_our_kernels_once():
+    """Compile time is part of the product: a literal or differently typed argument at one call site
+    makes numba compile a whole kernel (and everything inlined into it) again.  bench/bench_compile.py
+    runs the example on an empty cache and lists the functions compiled for several signatures;
+    none of them may be ours (numba's own overloads, e.g. `max` over two types, may)."""
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "bench_compile.py"), "--top", "0"], cwd=REPO,
+                          env=_env(), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    line = next(ln for ln in done.stdout.splitlines() if "compiled for more than one signature:" in ln)
+    twice = line.split("compiled for more than one signature:")[1].strip()
+    ours = [name for name in twice.split(", ") if name.startswith(("emulator.", "profiler."))]
+    assert ours == [], ours
