@@ -122,6 +122,7 @@ import numpy as np
 
 from .jit import jit
 from .numerics import add_nan_first, add_nan_second, mul_nan_first
+from .simd import LANES, vadd, vload, vmul, vsplat, vstore, vzero
 
 # Order codes of the plain (M_MM family) and transposed (M_TMM) sgemm calls; `sgemm_orders`
 # picks them per machine, the kernels below implement them.
@@ -268,6 +269,9 @@ def btmv_dot(x_row, x_off, t_row, ho, h):
 # an output is finite; a NaN output is recomputed by the definitions, which apply the NaN choice
 # operand by operand.  Rows go four at a time (each row of W is loaded once for four of them) and
 # are accumulated right away, so the working set stays in L1 whatever the instruction's size.
+# Sixteen outputs' sums are one register (emulator/core/simd.py) that stays put for the whole k
+# loop: bench_matrix, M_MM at MLEN 128 / BLEN 16 3.2 -> 1.1 us, M_BTMM at MLEN 256 / BLEN 4 1.17 ->
+# 0.35 ms per instruction (2026-12-03); outputs past the last multiple of 16 keep their sums in memory.
 #
 # Operands: X is 2-D, row i's k-th element at x[i, xo + k*xs]; W is flat, W[k, n] at
 # w[wo + k*ws + n], so a tile's rows serve as W without a copy.
@@ -322,19 +326,80 @@ def _pass_4x4(x, i0, xo, xs, w, wo, ws, out, o, k0, k1, kstep, mode):
 
 
 @jit
+def _rows4_simd(x, i0, xo, xs, w, wo, ws, out, o, n0, wide, k0, k1, kstep, mode):
+    """Four rows' sums of the outputs n0 .. n0 + 16 (or n0 + 32 when `wide`), in registers across k."""
+    n1 = n0 + LANES if wide else n0
+    if mode == STORE:
+        s0 = s1 = s2 = s3 = t0 = t1 = t2 = t3 = vzero()
+    else:
+        s0, s1, s2, s3 = vload(out[o], n0), vload(out[o + 1], n0), vload(out[o + 2], n0), vload(out[o + 3], n0)
+        t0, t1, t2, t3 = vload(out[o], n1), vload(out[o + 1], n1), vload(out[o + 2], n1), vload(out[o + 3], n1)
+    for k in range(k0, k1, kstep):
+        xk = xo + k * xs
+        x0 = vsplat(x[i0, xk])
+        x1 = vsplat(x[i0 + 1, xk])
+        x2 = vsplat(x[i0 + 2, xk])
+        x3 = vsplat(x[i0 + 3, xk])
+        wk = wo + k * ws
+        wv = vload(w, wk + n0)
+        s0 = vadd(s0, vmul(x0, wv))
+        s1 = vadd(s1, vmul(x1, wv))
+        s2 = vadd(s2, vmul(x2, wv))
+        s3 = vadd(s3, vmul(x3, wv))
+        if wide:
+            wu = vload(w, wk + n1)
+            t0 = vadd(t0, vmul(x0, wu))
+            t1 = vadd(t1, vmul(x1, wu))
+            t2 = vadd(t2, vmul(x2, wu))
+            t3 = vadd(t3, vmul(x3, wu))
+    vstore(out[o], n0, s0)
+    vstore(out[o + 1], n0, s1)
+    vstore(out[o + 2], n0, s2)
+    vstore(out[o + 3], n0, s3)
+    if wide:
+        vstore(out[o], n1, t0)
+        vstore(out[o + 1], n1, t1)
+        vstore(out[o + 2], n1, t2)
+        vstore(out[o + 3], n1, t3)
+
+
+@jit
+def _pass_simd(x, i0, xo, xs, w, wo, ws, out, o, g, nv, k0, k1, kstep, mode):
+    """`_pass` for the outputs n < nv (a multiple of LANES): each 16 outputs' sums stay in one
+    register across k (simd.py says why); four rows x 32 outputs at a time, so that each W load
+    and each X broadcast serves eight registers."""
+    if g == GROUP:
+        for n0 in range(0, nv, 2 * LANES):
+            _rows4_simd(x, i0, xo, xs, w, wo, ws, out, o, n0, n0 + 2 * LANES <= nv, k0, k1, kstep, mode)
+        return
+    for r in range(g):
+        for n0 in range(0, nv, LANES):
+            s = vzero() if mode == STORE else vload(out[o + r], n0)
+            for k in range(k0, k1, kstep):
+                s = vadd(s, vmul(vsplat(x[i0 + r, xo + k * xs]), vload(w, wo + k * ws + n0)))
+            vstore(out[o + r], n0, s)
+
+
+@jit
 def _pass(x, i0, xo, xs, w, wo, ws, out, o, g, nn, k0, k1, kstep, mode):
     """out[o + r, n] (r < g, n < nn) from +0 (STORE) or from its value (CONTINUE), plus
     X[i0 + r, k] * W[k, n] for k = k0, k0 + kstep, ... < k1, in that order."""
     if g == GROUP and nn == 4:
         _pass_4x4(x, i0, xo, xs, w, wo, ws, out, o, k0, k1, kstep, mode)
         return
+    nv = nn - nn % LANES
+    if nv > 0:
+        _pass_simd(x, i0, xo, xs, w, wo, ws, out, o, g, nv, k0, k1, kstep, mode)
+    if nv == nn:
+        return
+    # the last nn % LANES outputs: the loop over outputs innermost (LLVM vectorises it), the sums in memory
     if g == GROUP:
         o0 = out[o]            # 1-D rows: the vectoriser then checks their overlap once per loop
         o1 = out[o + 1]
         o2 = out[o + 2]
         o3 = out[o + 3]
         if mode == STORE:
-            for n in range(nn):
+            for n in range(nv, nn):
                 o0[n] = 0.0
                 o1[n] = 0.0
                 o2[n] = 0.0
@@ -346,7 +411,7 @@ def _pass(x, i0, xo, xs, w, wo, ws, out, o, g, nn, k0, k1, kstep, mode):
             x2 = x[i0 + 2, xk]
             x3 = x[i0 + 3, xk]
             wk = w[wo + k * ws:wo + k * ws + nn]
-            for n in range(nn):
+            for n in range(nv, nn):
                 wv = wk[n]
                 o0[n] = o0[n] + x0 * wv
                 o1[n] = o1[n] + x1 * wv
@@ -356,13 +421,13 @@ def _pass(x, i0, xo, xs, w, wo, ws, out, o, g, nn, k0, k1, kstep, mode):
     for r in range(g):
         orow = out[o + r]
         if mode == STORE:
-            for n in range(nn):
+            for n in range(nv, nn):
                 orow[n] = 0.0
         for k in range(k0, k1, kstep):
             xv = x[i0 + r, xo + k * xs]
-            wk = w[wo + k * ws:wo + k * ws + nn]
-            for n in range(nn):
-                orow[n] = orow[n] + xv * wk[n]
+            wk = wo + k * ws
+            for n in range(nv, nn):
+                orow[n] = orow[n] + xv * w[wk + n]
 
 
 @jit

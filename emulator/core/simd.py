@@ -1,0 +1,110 @@
+"""Sixteen f32 lanes as one value that numba keeps in a register: `F32x16` and its operations.
+
+Why: the matrix kernels add, for each output, its products in a fixed order (matmul_order), with
+independent outputs side by side.  Written as a loop over outputs inside the loop over k, LLVM
+vectorises the inner loop but keeps the sums in memory, so every k costs a load, an add and a
+store per sum, and the next k waits on the store (bench/bench_matrix.py: M_MM at MLEN 128,
+BLEN 16 ran at ~10 G multiply-adds/s).  Written as 16 scalar sums, LLVM keeps them scalar (its
+SLP vectoriser does not pack loop-carried sums).  An explicit vector value stays in a register
+for the whole k loop.
+
+Bits: `vadd` and `vmul` are plain IEEE f32 adds and multiplies lane by lane (no fast-math flags,
+so no FMA contraction and no reassociation): each lane gives the bits of the scalar `s + x * w`
+it replaces.  Which NaN payload survives is not promised (the kernels recompute NaN outputs by
+their per-output definitions).  Machines without 512-bit registers get the same results from
+two 256-bit (or four 128-bit) halves.
+
+Loads and stores take a 1-D C-contiguous float32 array and the index of the first of 16
+consecutive elements; they do not check bounds (the callers' loops keep them inside).
+"""
+
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic, models, register_model
+
+LANES = 16
+_VECTOR = ir.VectorType(ir.FloatType(), LANES)
+
+
+class F32x16(types.Type):
+    def __init__(self):
+        super().__init__(name=f"f32x{LANES}")
+
+
+f32x16 = F32x16()
+
+
+@register_model(F32x16)
+class _F32x16Model(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, _VECTOR)
+
+
+def _is_f32_row(arr) -> bool:
+    return isinstance(arr, types.Array) and arr.dtype == types.float32 and arr.ndim == 1 and arr.layout == "C"
+
+
+def _lane_pointer(context, builder, arr_type, arr, index_type, index):
+    ary = context.make_array(arr_type)(context, builder, arr)
+    i = context.cast(builder, index, index_type, types.intp)
+    return builder.bitcast(builder.gep(ary.data, [i]), _VECTOR.as_pointer())
+
+
+@intrinsic
+def vzero(typingctx):
+    """Sixteen +0.0."""
+    def codegen(context, builder, sig, args):
+        return ir.Constant(_VECTOR, None)
+    return f32x16(), codegen
+
+
+@intrinsic
+def vsplat(typingctx, value):
+    """`value` (float32) in every lane."""
+    if value != types.float32:
+        return None
+
+    def codegen(context, builder, sig, args):
+        one = builder.insert_element(ir.Constant(_VECTOR, ir.Undefined), args[0], ir.Constant(ir.IntType(32), 0))
+        return builder.shuffle_vector(one, ir.Constant(_VECTOR, ir.Undefined),
+                                      ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES))
+    return f32x16(value), codegen
+
+
+@intrinsic
+def vload(typingctx, arr, index):
+    """arr[index : index + 16]."""
+    if not _is_f32_row(arr) or not isinstance(index, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.load(_lane_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1]), align=4)
+    return f32x16(arr, index), codegen
+
+
+@intrinsic
+def vstore(typingctx, arr, index, value):
+    """arr[index : index + 16] = value."""
+    if not _is_f32_row(arr) or not isinstance(index, types.Integer) or value != f32x16:
+        return None
+
+    def codegen(context, builder, sig, args):
+        builder.store(args[2], _lane_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1]), align=4)
+        return context.get_dummy_value()
+    return types.none(arr, index, value), codegen
+
+
+def _lanewise_type(a, b):
+    return f32x16(a, b) if a == f32x16 and b == f32x16 else None
+
+
+@intrinsic
+def vadd(typingctx, a, b):
+    """a + b lane by lane (IEEE f32 adds)."""
+    return _lanewise_type(a, b), lambda context, builder, sig, args: builder.fadd(args[0], args[1])
+
+
+@intrinsic
+def vmul(typingctx, a, b):
+    """a * b lane by lane (IEEE f32 multiplies)."""
+    return _lanewise_type(a, b), lambda context, builder, sig, args: builder.fmul(args[0], args[1])
