@@ -151,7 +151,15 @@ LAT = timing_table()   # a global array: numba compiles it in as a constant
  H_SERVE_CAP,    # runs each channel's serve ring holds
  H_SERVED,       # reads served so far (all channels, ever), as far as the channels' clocks have got
  H_LAST_SERVE,   # clk of the last read served in the current batch
- N_HEADER) = range(6)
+ H_MEMO,         # offset of the batch memo's region (0: no memo, every batch runs the model)
+ H_MEMO_END,     # end of that region
+ H_MEMO_FILL,    # offset of the first free slot of the memo's record arena
+ H_MEMO_GEN,     # generation of the memo's index: bumped to forget every record at once
+ H_MEMO_HASH,    # hash of the key the last lookup built
+ H_MEMO_HITS,    # read batches replayed from the memo
+ H_MEMO_MISSES,  # read batches the memo could key but had not seen (run, then recorded)
+ H_MEMO_SKIPS,   # read batches the memo cannot key (run by the model only)
+ N_HEADER) = range(14)
 
 # Request buffers: three per channel, each a window of WINDOW slots per field.  The live
 # entries sit between the buffer's head and tail in insertion order; an entry taken out of the
@@ -230,12 +238,73 @@ C_ARRIVE = C_BUF + E_ARRIVE * WINDOW
 CH_BASE = N_HEADER
 SERVE_BASE = CH_BASE + N_CH * CH_SIZE   # per channel: first serve clk[cap], then count[cap]
 
+# The batch memo's region (after the serve rings; see "Batch memo" below): the maps of the batch
+# being keyed, the index, the key being built, then the arena of records.
+MEMO_MAX_BLOCKS = 1024       # longer batches are not keyed
+MEMO_MAX_ROWS = 16           # distinct DRAM rows a keyed batch may touch
+MEMO_BUCKETS = 1024          # index slots, direct-mapped: a new record replaces the bucket's old one
+DEFAULT_MEMO_SLOTS = 1 << 16  # int64 slots of the record arena (512 KiB; a 128-block prefetch's record ~1.3k)
+QUAD_CHANNELS = 1 << TX_PER_BLOCK_BITS   # a block's 4 transfers go to the 4 channels of one quad
+N_QUADS = N_CH // QUAD_CHANNELS
+# per channel, the key holds: write mode, ready_ch, per pseudochannel ready_pc and the 3 newest ACT
+# times (the 4th can no longer constrain anything), per bank group ready_bg, per bank ready_bank
+# and its open row's class; the record's outcome: write mode, last serve, ready_ch, per
+# pseudochannel the batch's ACT count and newest ACT times and ready_pc, per bank group
+# ready_bg, per bank ready_bank and its final open row
+MEMO_CH_KEY = 1 + N_CMD + PCS * (N_CMD + FAW_WINDOW - 1) + BGS * N_CMD + BANKS * (N_CMD + 1)
+MEMO_CH_OUT = 2 + N_CMD + PCS * (1 + FAW_WINDOW + N_CMD) + BGS * N_CMD + BANKS * (N_CMD + 1)
+MEMO_KEY_HEADER = 3          # n, number of quads, number of distinct rows
+MEMO_KEY_MAX = MEMO_KEY_HEADER + MEMO_MAX_BLOCKS + N_CH * MEMO_CH_KEY
+MEMO_OUT_MAX = 1 + N_CH * MEMO_CH_OUT
+MEMO_RECORD_HEADER = 2       # key length, outcome length
+_MEMO_FIELDS = (
+    # real id -> canonical id (-1: not used by the batch), and back
+    ("quad", N_QUADS), ("quad_xor", N_QUADS), ("quad_real", N_QUADS),
+    ("pc", PCS), ("pc_real", PCS),
+    ("bg", BGS), ("bank", BANKS),
+    # canonical ids handed out so far per real parent (start at 0)
+    ("bg_count", PCS), ("bank_count", BGS),
+    ("used", 2),                       # bank groups, banks used (the lengths of the lists below)
+    ("bg_list", BGS), ("bank_list", BANKS),   # the real ids used, in order of first appearance
+    ("rows", MEMO_MAX_ROWS),           # the batch's distinct rows in order of first appearance
+    ("index", 2 * MEMO_BUCKETS),       # per bucket: record offset, generation (0: empty)
+    ("key", MEMO_KEY_MAX),
+)
+_memo_offsets = {}
+_pos = 0
+for _name, _size in _MEMO_FIELDS:
+    _memo_offsets[_name] = _pos
+    _pos += _size
+M_QUAD = _memo_offsets["quad"]
+M_QUAD_XOR = _memo_offsets["quad_xor"]
+M_QUAD_REAL = _memo_offsets["quad_real"]
+M_PC = _memo_offsets["pc"]
+M_PC_REAL = _memo_offsets["pc_real"]
+M_BG = _memo_offsets["bg"]
+M_BANK = _memo_offsets["bank"]
+M_BG_COUNT = _memo_offsets["bg_count"]
+M_BANK_COUNT = _memo_offsets["bank_count"]
+M_USED = _memo_offsets["used"]
+M_BG_LIST = _memo_offsets["bg_list"]
+M_BANK_LIST = _memo_offsets["bank_list"]
+M_ROWS = _memo_offsets["rows"]
+M_INDEX = _memo_offsets["index"]
+M_KEY = _memo_offsets["key"]
+M_ARENA = _pos
+KEEP = -1            # outcome of a ready cycle the batch did not raise past its start (stays as it was)
+ROW_KEEP = -2        # outcome of an open row the batch left as it was (a row it never named)
+ROW_OTHER = MEMO_MAX_ROWS   # key of a bank open on a row the batch does not name
+HASH_MULTIPLIER = 0x100000001B3   # FNV-1a's 64-bit prime
 
-def new_hbm2_state(pending_capacity: int = DEFAULT_PENDING_CAPACITY, minimal: bool = False) -> np.ndarray:
+
+def new_hbm2_state(pending_capacity: int = DEFAULT_PENDING_CAPACITY, minimal: bool = False,
+                   memo_slots: int = DEFAULT_MEMO_SLOTS) -> np.ndarray:
     """A fresh, idle HBM2 model at time 0 (all banks closed, empty queues, write mode off).
 
     `pending_capacity` is the number of runs of consecutive serve cycles each channel's record
     of unserved reads holds; the model raises ValueError if a batch ever needs more.
+    `memo_slots` sizes the batch memo's record arena (int64 slots); 0 builds no memo, so every
+    read batch runs the model (the results are the same either way).
     `minimal=True` builds the small stand-in used by a state that runs the analytic model (the
     model itself is not usable).
     """
@@ -245,9 +314,17 @@ def new_hbm2_state(pending_capacity: int = DEFAULT_PENDING_CAPACITY, minimal: bo
         st = np.zeros(N_HEADER, dtype=np.int64)
         st[H_MINIMAL] = 1
         return st
-    st = np.zeros(SERVE_BASE + N_CH * 2 * pending_capacity, dtype=np.int64)
+    if memo_slots < 0:
+        raise ValueError(f"memo_slots must be >= 0 (got {memo_slots})")
+    memo = SERVE_BASE + N_CH * 2 * pending_capacity
+    st = np.zeros(memo + (M_ARENA + memo_slots if memo_slots else 0), dtype=np.int64)
     st[H_SERVE_CAP] = pending_capacity
     st[H_LAST_SERVE] = -1
+    if memo_slots:
+        st[H_MEMO] = memo
+        st[H_MEMO_END] = len(st)
+        st[H_MEMO_FILL] = memo + M_ARENA
+        st[H_MEMO_GEN] = 1
     chans = st[CH_BASE:SERVE_BASE].reshape(N_CH, CH_SIZE)
     for name in ("last_serve", "ready_ch", "ready_pc", "ready_bg", "ready_bank", "eff_ready", "act_hist",
                  "open_row"):
@@ -420,7 +497,9 @@ def _pop_served(st, ch, cb, clk):
             return
         st[cb + C_UNSERVED] -= count
         st[H_SERVED] += count
-        st[cb + C_SHEAD] = head + 1 if head + 1 < cap else 0
+        # an emptied ring restarts at slot 0: a drained channel's state does not depend on how
+        # many runs it has seen (the batch memo replays drained channels)
+        st[cb + C_SHEAD] = head + 1 if head + 1 < cap and st[cb + C_SLEN] > 1 else 0
         st[cb + C_SLEN] -= 1
 
 
@@ -775,6 +854,9 @@ def hbm2_read_batch(st, now, block_addrs, n):
     it are offered again after the tick of each following instant (tick first), i.e. at the clk
     after the tick at which its channel made room.  The batch ends with the tick that serves its
     last read; next_instant is one past it.
+
+    A batch the memo has seen in the same normalised form is replayed from its record instead of
+    being run (see "Batch memo"); one it can key but has not seen is run and recorded.
     """
     _check_usable(st)
     if n <= 0:
@@ -784,6 +866,25 @@ def hbm2_read_batch(st, now, block_addrs, n):
     if clk < now:
         clk = now   # catch-up: the ticks up to now run lazily, channel by channel
     st[H_NEXT] = clk
+    if st[H_MEMO] == 0:
+        return _model_read_batch(st, clk, block_addrs, n)
+    key_len = _memo_key(st, clk, block_addrs, n)
+    if key_len == 0:
+        st[H_MEMO_SKIPS] += 1
+        return _model_read_batch(st, clk, block_addrs, n)
+    record = _memo_find(st, key_len)
+    if record >= 0:
+        st[H_MEMO_HITS] += 1
+        return _memo_replay(st, clk, record, n)
+    st[H_MEMO_MISSES] += 1
+    end = _model_read_batch(st, clk, block_addrs, n)
+    _memo_record(st, clk, key_len)
+    return end
+
+
+@jit
+def _model_read_batch(st, clk, block_addrs, n):
+    """hbm2_read_batch run by the model, from the caught-up clock `clk` (== next_instant)."""
     st[H_LAST_SERVE] = -1
     read = np.int64(0)
     flags = np.int64(RETRY)
@@ -806,6 +907,344 @@ def hbm2_read_batch(st, now, block_addrs, n):
             _run(st, ch, cb, np.int64(NEVER), no_request, read, read)
     st[H_NEXT] = st[H_LAST_SERVE]
     return st[H_LAST_SERVE] - 1
+
+
+# ------------------------------------------------------------------------------ batch memo
+# Programs issue the same DMA shape many times at other addresses, usually with the channels
+# drained.  A read batch's outcome is then a function of a normalised key, because
+#  * nothing in the model depends on absolute time (no refresh, §7): shifting every clock of the
+#    touched channels by a constant shifts the outcome by it, and a ready cycle or ACT time that
+#    can no longer constrain a command (ready <= clk + 1, ACT + nFAW <= clk + 1: every command of
+#    the batch issues at clk + 1 or later) acts exactly like any other such value;
+#  * rows only enter through equality with the open row of the same bank (hit, closed, conflict);
+#  * channels are interchangeable, and so are the pseudochannels of a channel, the bank groups of
+#    a pseudochannel and the banks of a group (every constraint is per node, the same for all
+#    nodes of a level; FR-FCFS, the PRE veto and forwarding compare ids only for equality).
+# The key: per block its quad (the 4 channels its transfers go to), the XOR of its first channel
+# with the quad's first block's, its bank renamed in order of first appearance (pseudochannel,
+# then bank group within it, then bank within that), its row's index among the batch's distinct
+# rows; then per touched channel (renamed the same way) the write mode and, of the touched
+# nodes, the ready cycles relative to clk + 1 clamped at 0, the 3 newest ACT times (as the nFAW
+# limit they impose, relative and clamped) and which batch row each bank has open.  Only batches
+# whose touched channels hold no request and no unserved read at the start are keyed (a queued
+# write would need its address in the key for forwarding): at the end of such a batch they are
+# drained again.  A record stores the key and the outcome: the end, and per touched channel its
+# final write mode, last serve and node state relative to clk + 1, with KEEP where a value was
+# not raised past clk + 1 (it stays what it was: max with raises that small, which only the
+# nFAW limit of an old ACT can make, is redone on replay).  Both are written to / read from the
+# touched channels brought to the batch end, which is what the model's lazy channels reach at
+# their next use anyway.  A lookup compares the whole key (the hash only picks the bucket).
+@jit
+def _memo_key(st, clk, block_addrs, n):
+    """Build the normalised key of a read batch at `clk` in the memo's key area; return its
+    length, or 0 if the batch cannot be keyed.  Brings the touched channels to `clk`."""
+    m = st[H_MEMO]
+    if n > MEMO_MAX_BLOCKS:
+        return 0
+    for i in range(m + M_QUAD, m + M_BG_COUNT):
+        st[i] = -1
+    for i in range(m + M_BG_COUNT, m + M_BG_LIST):
+        st[i] = 0
+    key = m + M_KEY
+    n_quads = 0
+    n_pcs = 0
+    n_rows = 0
+    last_row = -1
+    row_class = 0
+    h = np.uint64(n)
+    for b in range(n):
+        ch0, pc, bg, ba, row, _col = map_address(block_addrs[b])
+        quad = ch0 // QUAD_CHANNELS
+        cquad = st[m + M_QUAD + quad]
+        if cquad < 0:
+            cquad = n_quads
+            n_quads += 1
+            st[m + M_QUAD + quad] = cquad
+            st[m + M_QUAD_XOR + quad] = ch0 % QUAD_CHANNELS
+            st[m + M_QUAD_REAL + cquad] = quad
+            for c in range(quad * QUAD_CHANNELS, (quad + 1) * QUAD_CHANNELS):
+                cb = CH_BASE + c * CH_SIZE
+                if st[cb + C_LEN + B_READ] != 0 or st[cb + C_LEN + B_WRITE] != 0 or st[cb + C_LEN + B_ACTIVE] != 0:
+                    return 0   # (catching up could drain it; not worth finding out)
+        x = (ch0 % QUAD_CHANNELS) ^ st[m + M_QUAD_XOR + quad]
+        cpc = st[m + M_PC + pc]
+        if cpc < 0:
+            cpc = n_pcs
+            n_pcs += 1
+            st[m + M_PC + pc] = cpc
+            st[m + M_PC_REAL + cpc] = pc
+        g = (pc << BG_BITS) | bg
+        cg = st[m + M_BG + g]
+        if cg < 0:
+            cg = (cpc << BG_BITS) | st[m + M_BG_COUNT + pc]
+            st[m + M_BG_COUNT + pc] += 1
+            st[m + M_BG + g] = cg
+            st[m + M_BG_LIST + st[m + M_USED]] = g
+            st[m + M_USED] += 1
+        bank = (g << BA_BITS) | ba
+        cbank = st[m + M_BANK + bank]
+        if cbank < 0:
+            cbank = (cg << BA_BITS) | st[m + M_BANK_COUNT + g]
+            st[m + M_BANK_COUNT + g] += 1
+            st[m + M_BANK + bank] = cbank
+            st[m + M_BANK_LIST + st[m + M_USED + 1]] = bank
+            st[m + M_USED + 1] += 1
+        if row != last_row:
+            row_class = -1
+            for r in range(n_rows):
+                if st[m + M_ROWS + r] == row:
+                    row_class = r
+                    break
+            if row_class < 0:
+                if n_rows == MEMO_MAX_ROWS:
+                    return 0
+                row_class = n_rows
+                st[m + M_ROWS + n_rows] = row
+                n_rows += 1
+            last_row = row
+        code = (((row_class * N_QUADS + cquad) * QUAD_CHANNELS + x) * BANKS) + cbank
+        st[key + MEMO_KEY_HEADER + b] = code
+        h = (h ^ np.uint64(code)) * np.uint64(HASH_MULTIPLIER)
+    st[key] = n
+    st[key + 1] = n_quads
+    st[key + 2] = n_rows
+    k = key + MEMO_KEY_HEADER + n
+    lo = clk + 1
+    no_request = np.int64(-1)
+    zero = np.int64(0)
+    for cquad in range(n_quads):
+        quad = st[m + M_QUAD_REAL + cquad]
+        for x in range(QUAD_CHANNELS):
+            ch = quad * QUAD_CHANNELS + (x ^ st[m + M_QUAD_XOR + quad])
+            cb = CH_BASE + ch * CH_SIZE
+            _run(st, ch, cb, clk, no_request, zero, zero)
+            if (st[cb + C_LEN + B_READ] != 0 or st[cb + C_LEN + B_WRITE] != 0
+                    or st[cb + C_LEN + B_ACTIVE] != 0 or st[cb + C_UNSERVED] != 0):
+                return 0
+            st[k] = st[cb + C_WM]
+            k += 1
+            for f in range(N_CMD):
+                st[k] = max(st[cb + C_RCH + f] - lo, 0)
+                k += 1
+            for cpc in range(n_pcs):
+                pc = st[m + M_PC_REAL + cpc]
+                for f in range(N_CMD):
+                    st[k] = max(st[cb + C_RPC + pc * N_CMD + f] - lo, 0)
+                    k += 1
+                for i in range(FAW_WINDOW - 1):
+                    act = st[cb + C_ACTH + pc * FAW_WINDOW + i]
+                    st[k] = max(act + N_FAW - lo, 0) if act >= 0 else 0
+                    k += 1
+            for i in range(st[m + M_USED]):
+                g = st[m + M_BG_LIST + i]
+                for f in range(N_CMD):
+                    st[k] = max(st[cb + C_RBG + g * N_CMD + f] - lo, 0)
+                    k += 1
+            for i in range(st[m + M_USED + 1]):
+                bank = st[m + M_BANK_LIST + i]
+                for f in range(N_CMD):
+                    st[k] = max(st[cb + C_RBANK + bank * N_CMD + f] - lo, 0)
+                    k += 1
+                open_row = st[cb + C_OPEN + bank]
+                cls = open_row   # -1: closed
+                if open_row >= 0:
+                    cls = ROW_OTHER
+                    for r in range(n_rows):
+                        if st[m + M_ROWS + r] == open_row:
+                            cls = r
+                            break
+                st[k] = cls
+                k += 1
+    for i in range(key + MEMO_KEY_HEADER + n, k):
+        h = (h ^ np.uint64(st[i])) * np.uint64(HASH_MULTIPLIER)
+    st[H_MEMO_HASH] = np.int64(h >> np.uint64(1))
+    return k - key
+
+
+@jit
+def _memo_find(st, key_len):
+    """Offset of the record whose key equals the one just built, or -1."""
+    m = st[H_MEMO]
+    bucket = m + M_INDEX + 2 * (st[H_MEMO_HASH] % MEMO_BUCKETS)
+    if st[bucket + 1] != st[H_MEMO_GEN]:
+        return -1
+    record = st[bucket]
+    if st[record] != key_len:
+        return -1
+    key = m + M_KEY
+    stored = record + MEMO_RECORD_HEADER
+    for i in range(key_len):
+        if st[stored + i] != st[key + i]:
+            return -1
+    return record
+
+
+@jit
+def _ready_outcome(value, lo):
+    return value - lo if value > lo else KEEP
+
+
+@jit
+def _memo_record(st, clk, key_len):
+    """After the model ran the batch just keyed: store its outcome under that key."""
+    m = st[H_MEMO]
+    size = MEMO_RECORD_HEADER + key_len + MEMO_OUT_MAX
+    if m + M_ARENA + size > st[H_MEMO_END]:
+        return
+    if st[H_MEMO_FILL] + size > st[H_MEMO_END]:
+        st[H_MEMO_GEN] += 1   # full: forget every record
+        st[H_MEMO_FILL] = m + M_ARENA
+    record = st[H_MEMO_FILL]
+    key = m + M_KEY
+    for i in range(key_len):
+        st[record + MEMO_RECORD_HEADER + i] = st[key + i]
+    end = st[H_NEXT]
+    lo = clk + 1
+    o = record + MEMO_RECORD_HEADER + key_len
+    st[o] = end - clk
+    o += 1
+    no_request = np.int64(-1)
+    zero = np.int64(0)
+    for cquad in range(st[key + 1]):
+        quad = st[m + M_QUAD_REAL + cquad]
+        for x in range(QUAD_CHANNELS):
+            ch = quad * QUAD_CHANNELS + (x ^ st[m + M_QUAD_XOR + quad])
+            cb = CH_BASE + ch * CH_SIZE
+            _run(st, ch, cb, end, no_request, zero, zero)
+            st[o] = st[cb + C_WM]
+            st[o + 1] = st[cb + C_LAST_SERVE] - lo
+            o += 2
+            for f in range(N_CMD):
+                st[o] = _ready_outcome(st[cb + C_RCH + f], lo)
+                o += 1
+            for cpc in range(PCS):
+                pc = st[m + M_PC_REAL + cpc]
+                if pc < 0:
+                    continue
+                hist = cb + C_ACTH + pc * FAW_WINDOW
+                acts = 0   # the batch's ACTs on this pseudochannel (up to FAW_WINDOW): the newest
+                while acts < FAW_WINDOW and st[hist + acts] >= lo:
+                    acts += 1
+                st[o] = acts
+                o += 1
+                for i in range(FAW_WINDOW):
+                    st[o] = st[hist + i] - lo if i < acts else 0
+                    o += 1
+                for f in range(N_CMD):
+                    st[o] = _ready_outcome(st[cb + C_RPC + pc * N_CMD + f], lo)
+                    o += 1
+            for i in range(st[m + M_USED]):
+                g = st[m + M_BG_LIST + i]
+                for f in range(N_CMD):
+                    st[o] = _ready_outcome(st[cb + C_RBG + g * N_CMD + f], lo)
+                    o += 1
+            for i in range(st[m + M_USED + 1]):
+                bank = st[m + M_BANK_LIST + i]
+                for f in range(N_CMD):
+                    st[o] = _ready_outcome(st[cb + C_RBANK + bank * N_CMD + f], lo)
+                    o += 1
+                open_row = st[cb + C_OPEN + bank]
+                cls = open_row   # -1: closed
+                if open_row >= 0:
+                    cls = ROW_KEEP   # a row the batch does not name: the one open at its start
+                    for r in range(st[key + 2]):
+                        if st[m + M_ROWS + r] == open_row:
+                            cls = r
+                            break
+                st[o] = cls
+                o += 1
+    st[record] = key_len
+    st[record + 1] = o - (record + MEMO_RECORD_HEADER + key_len)
+    st[H_MEMO_FILL] = o
+    bucket = m + M_INDEX + 2 * (st[H_MEMO_HASH] % MEMO_BUCKETS)
+    st[bucket] = record
+    st[bucket + 1] = st[H_MEMO_GEN]
+
+
+@jit
+def _memo_replay(st, clk, record, n):
+    """Apply a record's outcome to the batch just keyed (its maps and rows are in the memo's
+    scratch); the touched channels end drained at the batch end, as after _memo_record.
+
+    A stored ready cycle is the node's final value, at least what it was (ready cycles only
+    rise), so it is applied as a raise: _raise_ready keeps eff_ready as the model does.
+    """
+    m = st[H_MEMO]
+    key_len = st[record]
+    o = record + MEMO_RECORD_HEADER + key_len
+    end = clk + st[o]
+    o += 1
+    lo = clk + 1
+    one_bank = np.int64(1)
+    for cquad in range(st[m + M_KEY + 1]):
+        quad = st[m + M_QUAD_REAL + cquad]
+        for x in range(QUAD_CHANNELS):
+            ch = quad * QUAD_CHANNELS + (x ^ st[m + M_QUAD_XOR + quad])
+            cb = CH_BASE + ch * CH_SIZE
+            st[cb + C_CLK] = end
+            st[cb + C_WM] = st[o]
+            st[cb + C_LAST_SERVE] = lo + st[o + 1]
+            st[cb + C_PLAN_OK] = 0
+            o += 2
+            for f in range(N_CMD):
+                if st[o] != KEEP:
+                    _raise_ready(st, cb + C_RCH + f, cb + C_EFF + f * BANKS, np.int64(BANKS), lo + st[o])
+                o += 1
+            for cpc in range(PCS):
+                pc = st[m + M_PC_REAL + cpc]
+                if pc < 0:
+                    continue
+                hist = cb + C_ACTH + pc * FAW_WINDOW
+                acts = st[o]
+                o += 1
+                # the nFAW limits the batch's first ACTs drew from ACTs older than the batch
+                # (those too old to be in the key are not in the outcome)
+                faw = np.int64(-1)
+                for i in range(1, min(acts, FAW_WINDOW - 1) + 1):
+                    old = st[hist + FAW_WINDOW - 1 - i]
+                    if old >= 0:
+                        faw = max(faw, old + N_FAW)
+                for i in range(FAW_WINDOW - 1, acts - 1, -1):
+                    st[hist + i] = st[hist + i - acts]
+                for i in range(acts):
+                    st[hist + i] = lo + st[o + i]
+                o += FAW_WINDOW
+                for f in range(N_CMD):
+                    at = lo + st[o] if st[o] != KEEP else (faw if f == ACT else np.int64(-1))
+                    _raise_ready(st, cb + C_RPC + pc * N_CMD + f, cb + C_EFF + f * BANKS + pc * BANKS_PER_PC,
+                                 np.int64(BANKS_PER_PC), at)
+                    o += 1
+            for i in range(st[m + M_USED]):
+                g = st[m + M_BG_LIST + i]
+                for f in range(N_CMD):
+                    if st[o] != KEEP:
+                        _raise_ready(st, cb + C_RBG + g * N_CMD + f, cb + C_EFF + f * BANKS + g * BANKS_PER_BG,
+                                     np.int64(BANKS_PER_BG), lo + st[o])
+                    o += 1
+            for i in range(st[m + M_USED + 1]):
+                bank = st[m + M_BANK_LIST + i]
+                for f in range(N_CMD):
+                    if st[o] != KEEP:
+                        _raise_ready(st, cb + C_RBANK + bank * N_CMD + f, cb + C_EFF + f * BANKS + bank,
+                                     one_bank, lo + st[o])
+                    o += 1
+                cls = st[o]
+                if cls != ROW_KEEP:
+                    st[cb + C_OPEN + bank] = cls if cls < 0 else st[m + M_ROWS + cls]
+                o += 1
+    st[H_SERVED] += n << TX_PER_BLOCK_BITS
+    st[H_LAST_SERVE] = end
+    st[H_NEXT] = end
+    return end - 1
+
+
+def memo_stats(st: np.ndarray) -> dict[str, int]:
+    """The batch memo's counters: read batches replayed (hits), run and recorded (misses), and
+    run without a key (skips: longer than MEMO_MAX_BLOCKS, more than MEMO_MAX_ROWS rows, or a
+    touched channel not drained), and how often the full arena was cleared."""
+    _check_state(st)
+    return {"hits": int(st[H_MEMO_HITS]), "misses": int(st[H_MEMO_MISSES]), "skips": int(st[H_MEMO_SKIPS]),
+            "clears": max(int(st[H_MEMO_GEN]) - 1, 0)}
 
 
 @jit
