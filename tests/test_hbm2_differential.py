@@ -155,7 +155,16 @@ def run_both(seed: int, n_calls: int, pending_capacity: int = hbm2.DEFAULT_PENDI
         now = prev_now if gap_kind == "behind" else t + gap
         prev_now = now
         where = f"seed {seed}, call {calls}: {kind} of {len(blocks)} blocks at {now}"
-        if kind == "read":
+        if kind == "ticks":
+            # writes sent and ticked through the controllers directly: the channels end drained
+            # with commands issued in the last few cycles (ready cycles and ACTs not yet stale)
+            for blk in blocks:
+                for j in range(4):
+                    assert oracle.send(old, blk + 16 * j, True) and hbm2.send(new, blk + 16 * j, True), where
+            for _ in range(gap):
+                oracle.tick_all(old)
+                hbm2.tick_all(new)
+        elif kind == "read":
             b = np.array(blocks, dtype=np.int64)
             got_old = int(oracle.hbm2_read_batch(old, now, b, len(b)))
             got_new = int(hbm2.hbm2_read_batch(new, now, b, len(b)))

@@ -3,7 +3,8 @@ a record must leave exactly the state running it would.
 
 * Against the oracle (tests/hbm2_oracle.py), call by call, on sequences built to hit: a few DMA
   shapes repeated at bases that rename to the same key (other rows, bank groups, channels),
-  with back-to-back, short (state not yet stale), long and "behind" gaps, posted writes and
+  with back-to-back, short, long and "behind" gaps, writes ticked through right before a batch
+  (its channels drained but their ready cycles and ACT times not yet stale), posted writes and
   stores in between (the channels they touch are not drained: those batches are run), reads
   forwarded from queued writes, open-row collisions with the previous batch, and refusals.
 * Memo on against memo off: the full state arrays (scratch slots aside) after every call.
@@ -50,8 +51,12 @@ def repeated_calls(seed: int, n_calls: int):
                "long": int(rng.integers(3000, 9000)), "behind": 0}[gap_kind]
         # bases that rename to few keys: whole rows, bank / bank-group / channel steps
         base = ROW * int(rng.integers(0, 3)) + 4 * KIB * int(rng.integers(0, 2)) + 512 * int(rng.integers(0, 2))
-        what = rng.choice(["read", "store", "write", "forward", "prefetch"], p=[0.75, 0.08, 0.07, 0.05, 0.05])
-        if what == "read":
+        what = rng.choice(["read", "store", "write", "forward", "prefetch", "ticks"],
+                          p=[0.7, 0.08, 0.07, 0.05, 0.05, 0.05])
+        if what == "ticks":
+            # drained right before the next call, which starts with recent ready cycles and ACTs
+            yield "ticks", "back_to_back", int(rng.integers(9, 16)), [base + 1024 * k for k in range(2)]
+        elif what == "read":
             yield "read", gap_kind, gap, SHAPES[int(rng.integers(0, len(SHAPES)))](base)
         elif what == "prefetch":
             yield "read", gap_kind, gap, prefetch_blocks(rng, base)

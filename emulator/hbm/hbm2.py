@@ -246,12 +246,12 @@ MEMO_BUCKETS = 1024          # index slots, direct-mapped: a new record replaces
 DEFAULT_MEMO_SLOTS = 1 << 16  # int64 slots of the record arena (512 KiB; a 128-block prefetch's record ~1.3k)
 QUAD_CHANNELS = 1 << TX_PER_BLOCK_BITS   # a block's 4 transfers go to the 4 channels of one quad
 N_QUADS = N_CH // QUAD_CHANNELS
-# per channel, the key holds: write mode, ready_ch, per pseudochannel ready_pc and the 3 newest ACT
+# per channel, the key holds: ready_ch, per pseudochannel ready_pc and the 3 newest ACT
 # times (the 4th can no longer constrain anything), per bank group ready_bg, per bank ready_bank
 # and its open row's class; the record's outcome: write mode, last serve, ready_ch, per
 # pseudochannel the batch's ACT count and newest ACT times and ready_pc, per bank group
 # ready_bg, per bank ready_bank and its final open row
-MEMO_CH_KEY = 1 + N_CMD + PCS * (N_CMD + FAW_WINDOW - 1) + BGS * N_CMD + BANKS * (N_CMD + 1)
+MEMO_CH_KEY = N_CMD + PCS * (N_CMD + FAW_WINDOW - 1) + BGS * N_CMD + BANKS * (N_CMD + 1)
 MEMO_CH_OUT = 2 + N_CMD + PCS * (1 + FAW_WINDOW + N_CMD) + BGS * N_CMD + BANKS * (N_CMD + 1)
 MEMO_KEY_HEADER = 3          # n, number of quads, number of distinct rows
 MEMO_KEY_MAX = MEMO_KEY_HEADER + MEMO_MAX_BLOCKS + N_CH * MEMO_CH_KEY
@@ -923,9 +923,11 @@ def _model_read_batch(st, clk, block_addrs, n):
 # The key: per block its quad (the 4 channels its transfers go to), the XOR of its first channel
 # with the quad's first block's, its bank renamed in order of first appearance (pseudochannel,
 # then bank group within it, then bank within that), its row's index among the batch's distinct
-# rows; then per touched channel (renamed the same way) the write mode and, of the touched
-# nodes, the ready cycles relative to clk + 1 clamped at 0, the 3 newest ACT times (as the nFAW
-# limit they impose, relative and clamped) and which batch row each bank has open.  Only batches
+# rows; then per touched channel (renamed the same way), of the touched nodes, the ready cycles
+# relative to clk + 1 clamped at 0, the 3 newest ACT times (as the nFAW limit they impose,
+# relative and clamped) and which batch row each bank has open.  (Not the write mode: with only
+# the batch's reads queued, the first tick that decides anything sets it off, whatever it was.)
+# Only batches
 # whose touched channels hold no request and no unserved read at the start are keyed (a queued
 # write would need its address in the key for forwarding): at the end of such a batch they are
 # drained again.  A record stores the key and the outcome: the end, and per touched channel its
@@ -1021,8 +1023,6 @@ def _memo_key(st, clk, block_addrs, n):
             if (st[cb + C_LEN + B_READ] != 0 or st[cb + C_LEN + B_WRITE] != 0
                     or st[cb + C_LEN + B_ACTIVE] != 0 or st[cb + C_UNSERVED] != 0):
                 return 0
-            st[k] = st[cb + C_WM]
-            k += 1
             for f in range(N_CMD):
                 st[k] = max(st[cb + C_RCH + f] - lo, 0)
                 k += 1
