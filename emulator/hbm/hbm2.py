@@ -17,6 +17,15 @@ What is modelled (all from /work/shared/reference/hbm2-timing.md, section number
 
 How it is fast (same results as the tick-by-tick model kept in tests/hbm2_oracle.py):
 
+* One channel per quad is run.  A block's 4 transfers go to the 4 channels of one quad with the
+  same bank and row, and the entry points only offer whole blocks, so those 4 channels see the
+  same requests at the same clocks and stay equal: only the quad's channel 0 is run (~4x less
+  work than running all 8), the other 3 are written from it when the state is inspected, and a
+  single-transfer `send` (tests only) ends the mirroring of its quad ("Mirrored quads" below).
+* Whole read batches are memoised ("Batch memo" below): a batch seen before in the same
+  normalised form (channels and banks renamed in order of appearance, rows as classes, ready
+  cycles relative to the start and clamped where they can no longer matter), on drained
+  channels, is replayed from its record in ~12-25 ns per block instead of being run.
 * Channels are independent.  Every timing constraint lives on a node of one channel, and the
   memory system ticks every cycle (catch-up ticks when idle, the tick chain while reads are
   pending), so a channel's state is a function of the (clk, request) sequence sent to it.  Each
@@ -159,7 +168,8 @@ LAT = timing_table()   # a global array: numba compiles it in as a constant
  H_MEMO_HITS,    # read batches replayed from the memo
  H_MEMO_MISSES,  # read batches the memo could key but had not seen (run, then recorded)
  H_MEMO_SKIPS,   # read batches the memo cannot key (run by the model only)
- N_HEADER) = range(14)
+ H_MIRRORED,     # bit q set: channels 1..3 of quad q are mirrors of its channel 0 (see _is_mirror)
+ N_HEADER) = range(15)
 
 # Request buffers: three per channel, each a window of WINDOW slots per field.  The live
 # entries sit between the buffer's head and tail in insertion order; an entry taken out of the
@@ -254,12 +264,12 @@ N_QUADS = N_CH // QUAD_CHANNELS
 MEMO_CH_KEY = N_CMD + PCS * (N_CMD + FAW_WINDOW - 1) + BGS * N_CMD + BANKS * (N_CMD + 1)
 MEMO_CH_OUT = 2 + N_CMD + PCS * (1 + FAW_WINDOW + N_CMD) + BGS * N_CMD + BANKS * (N_CMD + 1)
 MEMO_KEY_HEADER = 3          # n, number of quads, number of distinct rows
-MEMO_KEY_MAX = MEMO_KEY_HEADER + MEMO_MAX_BLOCKS + N_CH * MEMO_CH_KEY
-MEMO_OUT_MAX = 1 + N_CH * MEMO_CH_OUT
+MEMO_KEY_MAX = MEMO_KEY_HEADER + MEMO_MAX_BLOCKS + N_QUADS * MEMO_CH_KEY
+MEMO_OUT_MAX = 1 + N_QUADS * MEMO_CH_OUT
 MEMO_RECORD_HEADER = 2       # key length, outcome length
 _MEMO_FIELDS = (
     # real id -> canonical id (-1: not used by the batch), and back
-    ("quad", N_QUADS), ("quad_xor", N_QUADS), ("quad_real", N_QUADS),
+    ("quad", N_QUADS), ("quad_real", N_QUADS),
     ("pc", PCS), ("pc_real", PCS),
     ("bg", BGS), ("bank", BANKS),
     # canonical ids handed out so far per real parent (start at 0)
@@ -276,7 +286,6 @@ for _name, _size in _MEMO_FIELDS:
     _memo_offsets[_name] = _pos
     _pos += _size
 M_QUAD = _memo_offsets["quad"]
-M_QUAD_XOR = _memo_offsets["quad_xor"]
 M_QUAD_REAL = _memo_offsets["quad_real"]
 M_PC = _memo_offsets["pc"]
 M_PC_REAL = _memo_offsets["pc_real"]
@@ -298,13 +307,14 @@ HASH_MULTIPLIER = 0x100000001B3   # FNV-1a's 64-bit prime
 
 
 def new_hbm2_state(pending_capacity: int = DEFAULT_PENDING_CAPACITY, minimal: bool = False,
-                   memo_slots: int = DEFAULT_MEMO_SLOTS) -> np.ndarray:
+                   memo_slots: int = DEFAULT_MEMO_SLOTS, mirror_quads: bool = True) -> np.ndarray:
     """A fresh, idle HBM2 model at time 0 (all banks closed, empty queues, write mode off).
 
     `pending_capacity` is the number of runs of consecutive serve cycles each channel's record
     of unserved reads holds; the model raises ValueError if a batch ever needs more.
     `memo_slots` sizes the batch memo's record arena (int64 slots); 0 builds no memo, so every
-    read batch runs the model (the results are the same either way).
+    read batch runs the model.  `mirror_quads=False` runs all 8 channels instead of one per
+    quad (see "Mirrored quads").  The results are the same either way.
     `minimal=True` builds the small stand-in used by a state that runs the analytic model (the
     model itself is not usable).
     """
@@ -320,6 +330,7 @@ def new_hbm2_state(pending_capacity: int = DEFAULT_PENDING_CAPACITY, minimal: bo
     st = np.zeros(memo + (M_ARENA + memo_slots if memo_slots else 0), dtype=np.int64)
     st[H_SERVE_CAP] = pending_capacity
     st[H_LAST_SERVE] = -1
+    st[H_MIRRORED] = (1 << N_QUADS) - 1 if mirror_quads else 0   # fresh channels are identical
     if memo_slots:
         st[H_MEMO] = memo
         st[H_MEMO_END] = len(st)
@@ -348,6 +359,9 @@ def state_views(st: np.ndarray) -> dict[str, np.ndarray | int]:
     """
     _check_state(st)
     synchronise(st)
+    for quad in range(N_QUADS):
+        if st[H_MIRRORED] >> quad & 1:
+            _write_mirrors(st, quad)
     cap = int(st[H_SERVE_CAP])
     chans = st[CH_BASE:SERVE_BASE].reshape(N_CH, CH_SIZE)
     serve = st[SERVE_BASE:SERVE_BASE + N_CH * 2 * cap].reshape(N_CH, 2, cap)
@@ -482,6 +496,8 @@ def _pop_served(st, ch, cb, clk):
     """Forget the reads served by the ticks up to and including `clk`."""
     cap = st[H_SERVE_CAP]
     first = SERVE_BASE + ch * 2 * cap
+    # a mirrored quad's channel 0 serves for its 4 channels
+    weight = QUAD_CHANNELS if ch % QUAD_CHANNELS == 0 and st[H_MIRRORED] >> (ch // QUAD_CHANNELS) & 1 else 1
     while st[cb + C_SLEN] > 0:
         head = st[cb + C_SHEAD]
         start = st[first + head]
@@ -493,10 +509,10 @@ def _pop_served(st, ch, cb, clk):
             st[first + head] = start + n
             st[first + cap + head] = count - n
             st[cb + C_UNSERVED] -= n
-            st[H_SERVED] += n
+            st[H_SERVED] += n * weight
             return
         st[cb + C_UNSERVED] -= count
-        st[H_SERVED] += count
+        st[H_SERVED] += count * weight
         # an emptied ring restarts at slot 0: a drained channel's state does not depend on how
         # many runs it has seen (the batch memo replays drained channels)
         st[cb + C_SHEAD] = head + 1 if head + 1 < cap and st[cb + C_SLEN] > 1 else 0
@@ -796,18 +812,65 @@ def _channel_of(addr):
     return ((x >> COLUMN_LOW_BITS) ^ col) & ((1 << CH_BITS) - 1)
 
 
+# ------------------------------------------------------------------------------ mirrored quads
+# The 4 transfers of a block go to the 4 channels of one quad (ch0 ^ j, j = 0..3) with the same
+# pseudochannel, bank group, bank and row (§2), and the model's entry points (read batches and
+# block writes) only ever offer whole blocks.  So the 4 channels of a quad receive the same
+# requests (same banks, rows and order; addresses differing in bits 4..5 only, consistently, so
+# forwarding matches the same blocks) at the same clocks, and channels that start equal stay
+# equal: a refused transfer is refused on all 4 and accepted again at the same tick.  While a
+# quad is mirrored (H_MIRRORED) only its channel 0 is run; it stands for 4 in the served count;
+# channels 1..3 are written from it when someone looks (state_views) or when a single transfer
+# (`send`) is about to make them differ, which ends the mirroring of that quad for good.
+@jit
+def _is_mirror(st, ch):
+    """Channel ch is not run: its quad is mirrored and it is not the quad's channel 0."""
+    return ch % QUAD_CHANNELS != 0 and st[H_MIRRORED] >> (ch // QUAD_CHANNELS) & 1 != 0
+
+
+@jit
+def _write_mirrors(st, quad):
+    """Write channels 1..3 of a mirrored quad from its channel 0 (the addresses of their queued
+    transfers are their own: the block's transfer that goes to each)."""
+    rep = quad * QUAD_CHANNELS
+    rb = CH_BASE + rep * CH_SIZE
+    cap = st[H_SERVE_CAP]
+    for ch in range(rep + 1, rep + QUAD_CHANNELS):
+        cb = CH_BASE + ch * CH_SIZE
+        for i in range(CH_SIZE):
+            st[cb + i] = st[rb + i]
+        for kind in range(N_BUF_KINDS):
+            buf = cb + kind * BUF_STRIDE + C_ADDR
+            for i in range(st[cb + C_HEAD + kind], st[cb + C_TAIL + kind]):
+                block = st[buf + i] & ~(BLOCK_BYTES - 1)
+                j = (_channel_of(block) ^ ch) % QUAD_CHANNELS
+                st[buf + i] = block + (j << TX_BITS)
+        src = SERVE_BASE + rep * 2 * cap
+        dst = SERVE_BASE + ch * 2 * cap
+        for i in range(st[cb + C_SLEN]):
+            slot = (st[cb + C_SHEAD] + i) % cap
+            st[dst + slot] = st[src + slot]
+            st[dst + cap + slot] = st[src + cap + slot]
+
+
 @jit
 def synchronise(st):
     """Bring every channel's clock up to next_instant (changes no result; for inspection)."""
     no_request = np.int64(-1)
     for ch in range(N_CH):
-        _run(st, ch, CH_BASE + ch * CH_SIZE, st[H_NEXT], no_request, np.int64(0), np.int64(0))
+        if not _is_mirror(st, ch):
+            _run(st, ch, CH_BASE + ch * CH_SIZE, st[H_NEXT], no_request, np.int64(0), np.int64(0))
 
 
 @jit
 def send(st, addr, is_write):
     """Offer one 16-byte request at the current next_instant.  False = refused (queue full)."""
     ch = _channel_of(addr)
+    quad = ch // QUAD_CHANNELS
+    if st[H_MIRRORED] >> quad & 1:
+        # one transfer, not a block: the quad's channels part ways
+        _write_mirrors(st, quad)
+        st[H_MIRRORED] &= ~(1 << quad)
     w = np.int64(1) if is_write else np.int64(0)
     return _run(st, ch, CH_BASE + ch * CH_SIZE, st[H_NEXT], addr, w, np.int64(0)) >= 0
 
@@ -896,6 +959,8 @@ def _model_read_batch(st, clk, block_addrs, n):
             # the last block's transfers go to 4 different channels, each its channel's last
             # transfer of the batch: those channels can finish their share right away
             flags |= DRAIN
+        if _is_mirror(st, ch):
+            continue   # accepted when its quad's channel 0 accepts its twin
         accepted = _run(st, ch, CH_BASE + ch * CH_SIZE, clk, addr, read, flags)
         if accepted != clk:
             clk = accepted
@@ -903,7 +968,7 @@ def _model_read_batch(st, clk, block_addrs, n):
     no_request = np.int64(-1)
     for ch in range(N_CH):
         cb = CH_BASE + ch * CH_SIZE
-        if st[cb + C_QREADS] > 0:
+        if st[cb + C_QREADS] > 0 and not _is_mirror(st, ch):
             _run(st, ch, cb, np.int64(NEVER), no_request, read, read)
     st[H_NEXT] = st[H_LAST_SERVE]
     return st[H_LAST_SERVE] - 1
@@ -937,12 +1002,21 @@ def _model_read_batch(st, clk, block_addrs, n):
 # touched channels brought to the batch end, which is what the model's lazy channels reach at
 # their next use anyway.  A lookup compares the whole key (the hash only picks the bucket).
 @jit
+def _quad_drained(st, quad):
+    """A quad the memo can key: mirrored, and no request queued on it (catching up could also
+    drain one; not worth finding out)."""
+    cb = CH_BASE + quad * QUAD_CHANNELS * CH_SIZE
+    return (st[H_MIRRORED] >> quad & 1 != 0 and st[cb + C_LEN + B_READ] == 0 and st[cb + C_LEN + B_WRITE] == 0
+            and st[cb + C_LEN + B_ACTIVE] == 0)
+
+
+@jit
 def _memo_key(st, clk, block_addrs, n):
     """Build the normalised key of a read batch at `clk` in the memo's key area; return its
     length, or 0 if the batch cannot be keyed.  Brings the touched channels to `clk`."""
     m = st[H_MEMO]
-    if n > MEMO_MAX_BLOCKS:
-        return 0
+    if n > MEMO_MAX_BLOCKS or not _quad_drained(st, _channel_of(block_addrs[0]) // QUAD_CHANNELS):
+        return 0   # (the first block's quad, checked before anything else: the common way to fail)
     for i in range(m + M_QUAD, m + M_BG_COUNT):
         st[i] = -1
     for i in range(m + M_BG_COUNT, m + M_BG_LIST):
@@ -962,13 +1036,9 @@ def _memo_key(st, clk, block_addrs, n):
             cquad = n_quads
             n_quads += 1
             st[m + M_QUAD + quad] = cquad
-            st[m + M_QUAD_XOR + quad] = ch0 % QUAD_CHANNELS
             st[m + M_QUAD_REAL + cquad] = quad
-            for c in range(quad * QUAD_CHANNELS, (quad + 1) * QUAD_CHANNELS):
-                cb = CH_BASE + c * CH_SIZE
-                if st[cb + C_LEN + B_READ] != 0 or st[cb + C_LEN + B_WRITE] != 0 or st[cb + C_LEN + B_ACTIVE] != 0:
-                    return 0   # (catching up could drain it; not worth finding out)
-        x = (ch0 % QUAD_CHANNELS) ^ st[m + M_QUAD_XOR + quad]
+            if not _quad_drained(st, quad):
+                return 0
         cpc = st[m + M_PC + pc]
         if cpc < 0:
             cpc = n_pcs
@@ -1004,7 +1074,7 @@ def _memo_key(st, clk, block_addrs, n):
                 st[m + M_ROWS + n_rows] = row
                 n_rows += 1
             last_row = row
-        code = (((row_class * N_QUADS + cquad) * QUAD_CHANNELS + x) * BANKS) + cbank
+        code = (row_class * N_QUADS + cquad) * BANKS + cbank
         st[key + MEMO_KEY_HEADER + b] = code
         h = (h ^ np.uint64(code)) * np.uint64(HASH_MULTIPLIER)
     st[key] = n
@@ -1016,8 +1086,7 @@ def _memo_key(st, clk, block_addrs, n):
     zero = np.int64(0)
     for cquad in range(n_quads):
         quad = st[m + M_QUAD_REAL + cquad]
-        for x in range(QUAD_CHANNELS):
-            ch = quad * QUAD_CHANNELS + (x ^ st[m + M_QUAD_XOR + quad])
+        for ch in range(quad * QUAD_CHANNELS, quad * QUAD_CHANNELS + 1):   # mirrored: channel 0 only
             cb = CH_BASE + ch * CH_SIZE
             _run(st, ch, cb, clk, no_request, zero, zero)
             if (st[cb + C_LEN + B_READ] != 0 or st[cb + C_LEN + B_WRITE] != 0
@@ -1107,8 +1176,7 @@ def _memo_record(st, clk, key_len):
     zero = np.int64(0)
     for cquad in range(st[key + 1]):
         quad = st[m + M_QUAD_REAL + cquad]
-        for x in range(QUAD_CHANNELS):
-            ch = quad * QUAD_CHANNELS + (x ^ st[m + M_QUAD_XOR + quad])
+        for ch in range(quad * QUAD_CHANNELS, quad * QUAD_CHANNELS + 1):   # mirrored: channel 0 only
             cb = CH_BASE + ch * CH_SIZE
             _run(st, ch, cb, end, no_request, zero, zero)
             st[o] = st[cb + C_WM]
@@ -1178,8 +1246,7 @@ def _memo_replay(st, clk, record, n):
     one_bank = np.int64(1)
     for cquad in range(st[m + M_KEY + 1]):
         quad = st[m + M_QUAD_REAL + cquad]
-        for x in range(QUAD_CHANNELS):
-            ch = quad * QUAD_CHANNELS + (x ^ st[m + M_QUAD_XOR + quad])
+        for ch in range(quad * QUAD_CHANNELS, quad * QUAD_CHANNELS + 1):   # mirrored: channel 0 only
             cb = CH_BASE + ch * CH_SIZE
             st[cb + C_CLK] = end
             st[cb + C_WM] = st[o]
@@ -1263,6 +1330,8 @@ def hbm2_write_block(st, now, block_addr):
         if st[H_NEXT] < t:
             st[H_NEXT] = t
         ch = _channel_of(addr)
+        if _is_mirror(st, ch):
+            continue
         accepted = _run(st, ch, CH_BASE + ch * CH_SIZE, st[H_NEXT], addr, write, np.int64(RETRY))
         if accepted != st[H_NEXT]:
             t = accepted
