@@ -180,28 +180,43 @@ def _on_and_off(steps):
     return on
 
 
-# Writes ticked through just before a read of a bank (row 1) of channels 0..3, pseudochannel 0:
-# to the same bank in row 0 (bank ready cycles: WR->PRE), to another bank of its group (bank
-# group: WR->RD), to another group of its pseudochannel (WR->RD at the pseudochannel), to four
-# banks of the pseudochannel (their ACTs: the nFAW limit).
+# Writes ticked through just before a read (channels 0..3, pseudochannel 0): of row 2 of bank 0
+# after writes to row 1 there (bank ready cycles: WR->PRE), or of row 1 of bank 0 after writes to
+# row 1 of bank 1 (WR->RD at the bank group) or of bank group 1 (WR->RD at the pseudochannel).
+# Each iteration reopens row 1 of bank 0 afterwards.  (write blocks, read blocks, ticks)
 RECENT_WRITES = {
-    "bank": [0],
-    "bank group": [4 * KIB],
-    "pseudochannel": [1 * KIB],
-    "nFAW": [0 * KIB + ROW, 4 * KIB + ROW, 1 * KIB + ROW, 5 * KIB + ROW],
+    "bank": ([ROW], [2 * ROW], range(2, 20)),
+    "bank group": ([ROW + 4 * KIB], [ROW + 512 * 8], range(1, 16)),
+    "pseudochannel": ([ROW + 1 * KIB], [ROW + 512 * 8], range(1, 16)),
 }
 
 
 @pytest.mark.parametrize("writes", RECENT_WRITES, ids=list(RECENT_WRITES))
 def test_key_tells_apart_how_recent_the_last_commands_are(writes):
-    """The same read after 8..23 ticks of draining: each start is another key (a key without the
-    ready cycles or the ACT history would replay one start's outcome for another); each repeated
-    start must hit."""
-    steps = []
-    for ticks in [*range(8, 24), *range(8, 24)]:
-        steps += [("ticks", RECENT_WRITES[writes], ticks), ("read", [ROW, ROW + 64 * 8], 0), ("read", [5 * ROW], 200)]
+    """The same read after more or fewer ticks of draining: each start is another key (a key
+    without the ready cycles would replay one start's outcome for another); each start seen
+    before must hit."""
+    write, read, ticks_range = RECENT_WRITES[writes]
+    steps = [("read", [ROW], 0)]
+    for ticks in [*ticks_range, *ticks_range]:
+        steps += [("ticks", write, ticks), ("read", read, 0), ("read", [ROW], 300)]
     stats = hbm2.memo_stats(_on_and_off(steps))
-    assert stats["hits"] >= 16, stats
+    assert stats["hits"] >= len(ticks_range), stats
+
+
+def test_key_tells_apart_how_recent_the_last_acts_are():
+    """A read that activates a closed bank of pseudochannel 0 after four ACTs there (writes to
+    row 3 or 4 of four banks, by turns), after more or fewer ticks: the nFAW limit the ACT
+    history imposes.  Done on quad 0 (channels 0..3), then again on quad 1 (+256: 4..7), where
+    every start must hit."""
+    steps = []
+    for quad in (0, 256):
+        banks = [bg * KIB + ba * 4 * KIB for ba in (1, 2, 3) for bg in range(4)]   # 12 closed banks
+        for i, ticks in enumerate(range(14, 26)):
+            writes = [(3 + i % 2) * ROW + quad + bg * KIB for bg in range(4)]
+            steps += [("ticks", writes, ticks), ("read", [quad + banks[i]], 0), ("read", [quad + 512], 300)]
+    stats = hbm2.memo_stats(_on_and_off(steps))
+    assert stats["hits"] >= 12, stats
 
 
 def test_key_tells_apart_rows_and_channels():
