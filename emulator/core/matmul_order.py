@@ -122,7 +122,7 @@ import numpy as np
 
 from .jit import jit
 from .numerics import add_nan_first, add_nan_second, mul_nan_first
-from .simd import LANES, vadd, vload, vmul, vsplat, vstore, vzero
+from .simd import LANES, vadd, vany_nan, vload, vmul, vsplat, vsplat_at, vstore, vzero
 
 # Order codes of the plain (M_MM family) and transposed (M_TMM) sgemm calls; `sgemm_orders`
 # picks them per machine, the kernels below implement them.
@@ -267,16 +267,18 @@ def btmv_dot(x_row, x_off, t_row, ho, h):
 # order above.  No fastmath: a vectorised `s + x * w` is the same separate f32 multiply and add
 # (no FMA contraction, no reassociation), so the bits are those of the scalar definitions whenever
 # an output is finite; a NaN output is recomputed by the definitions, which apply the NaN choice
-# operand by operand.  Rows go four at a time (each row of W is loaded once for four of them) and
+# operand by operand.  Rows go eight at a time (each row of W is loaded once for eight of them) and
 # are accumulated right away, so the working set stays in L1 whatever the instruction's size.
 # Sixteen outputs' sums are one register (emulator/core/simd.py) that stays put for the whole k
-# loop: bench_matrix, M_MM at MLEN 128 / BLEN 16 3.2 -> 1.1 us, M_BTMM at MLEN 256 / BLEN 4 1.17 ->
-# 0.35 ms per instruction (2026-12-03); outputs past the last multiple of 16 keep their sums in memory.
+# loop; eight rows give eight independent add chains even when an instruction has only 16 outputs
+# (BLEN 16).  bench_matrix, per instruction: M_MM at MLEN 128 / BLEN 16 3.2 -> 0.75 us, M_BTMM at
+# MLEN 256 / BLEN 4 1.17 -> 0.3 ms (2026-12-03).  Outputs past the last multiple of 16 keep their
+# sums in memory (4 x 4 in scalar registers at BLEN 4).
 #
 # Operands: X is 2-D, row i's k-th element at x[i, xo + k*xs]; W is flat, W[k, n] at
 # w[wo + k*ws + n], so a tile's rows serve as W without a copy.
 
-GROUP = 4           # rows computed together
+GROUP = 8           # rows computed together (the register kernels' 8 rows x 16 or 32 outputs)
 WORK_ROWS = 5 * GROUP   # f32 scratch rows: a group's sums, then four lane / panel partial sums
 STORE, CONTINUE = 0, 1   # a pass starts its sums from +0, or continues the sums already there
 
@@ -326,20 +328,30 @@ def _pass_4x4(x, i0, xo, xs, w, wo, ws, out, o, k0, k1, kstep, mode):
 
 
 @jit
-def _rows4_simd(x, i0, xo, xs, w, wo, ws, out, o, n0, wide, k0, k1, kstep, mode):
-    """Four rows' sums of the outputs n0 .. n0 + 16 (or n0 + 32 when `wide`), in registers across k."""
+def _rows_simd(x, i0, xo, xs, w, wo, ws, out, o, eight, n0, wide, k0, k1, kstep, mode):
+    """The sums of four rows (eight when `eight`) for the outputs n0 .. n0 + 16 (n0 + 32 when
+    `wide`), each row's 16 outputs one register across k.  Eight rows are eight independent add
+    chains even when an instruction has only 16 outputs (BLEN 16), and each W load serves them all.
+    (LLVM compiles the loop once per combination of the two flags.)"""
     n1 = n0 + LANES if wide else n0
-    if mode == STORE:
-        s0 = s1 = s2 = s3 = t0 = t1 = t2 = t3 = vzero()
-    else:
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = vzero()
+    t0 = t1 = t2 = t3 = t4 = t5 = t6 = t7 = s0
+    if mode != STORE:
         s0, s1, s2, s3 = vload(out[o], n0), vload(out[o + 1], n0), vload(out[o + 2], n0), vload(out[o + 3], n0)
         t0, t1, t2, t3 = vload(out[o], n1), vload(out[o + 1], n1), vload(out[o + 2], n1), vload(out[o + 3], n1)
+        if eight:
+            s4, s5, s6, s7 = vload(out[o + 4], n0), vload(out[o + 5], n0), vload(out[o + 6], n0), vload(out[o + 7], n0)
+            t4, t5, t6, t7 = vload(out[o + 4], n1), vload(out[o + 5], n1), vload(out[o + 6], n1), vload(out[o + 7], n1)
+    x0_row, x1_row, x2_row, x3_row = x[i0], x[i0 + 1], x[i0 + 2], x[i0 + 3]
+    x4_row, x5_row, x6_row, x7_row = x0_row, x0_row, x0_row, x0_row
+    if eight:
+        x4_row, x5_row, x6_row, x7_row = x[i0 + 4], x[i0 + 5], x[i0 + 6], x[i0 + 7]
     for k in range(k0, k1, kstep):
         xk = xo + k * xs
-        x0 = vsplat(x[i0, xk])
-        x1 = vsplat(x[i0 + 1, xk])
-        x2 = vsplat(x[i0 + 2, xk])
-        x3 = vsplat(x[i0 + 3, xk])
+        x0 = vsplat_at(x0_row, xk)
+        x1 = vsplat_at(x1_row, xk)
+        x2 = vsplat_at(x2_row, xk)
+        x3 = vsplat_at(x3_row, xk)
         wk = wo + k * ws
         wv = vload(w, wk + n0)
         s0 = vadd(s0, vmul(x0, wv))
@@ -352,6 +364,20 @@ def _rows4_simd(x, i0, xo, xs, w, wo, ws, out, o, n0, wide, k0, k1, kstep, mode)
             t1 = vadd(t1, vmul(x1, wu))
             t2 = vadd(t2, vmul(x2, wu))
             t3 = vadd(t3, vmul(x3, wu))
+        if eight:
+            x4 = vsplat_at(x4_row, xk)
+            x5 = vsplat_at(x5_row, xk)
+            x6 = vsplat_at(x6_row, xk)
+            x7 = vsplat_at(x7_row, xk)
+            s4 = vadd(s4, vmul(x4, wv))
+            s5 = vadd(s5, vmul(x5, wv))
+            s6 = vadd(s6, vmul(x6, wv))
+            s7 = vadd(s7, vmul(x7, wv))
+            if wide:
+                t4 = vadd(t4, vmul(x4, wu))
+                t5 = vadd(t5, vmul(x5, wu))
+                t6 = vadd(t6, vmul(x6, wu))
+                t7 = vadd(t7, vmul(x7, wu))
     vstore(out[o], n0, s0)
     vstore(out[o + 1], n0, s1)
     vstore(out[o + 2], n0, s2)
@@ -361,73 +387,102 @@ def _rows4_simd(x, i0, xo, xs, w, wo, ws, out, o, n0, wide, k0, k1, kstep, mode)
         vstore(out[o + 1], n1, t1)
         vstore(out[o + 2], n1, t2)
         vstore(out[o + 3], n1, t3)
+    if eight:
+        vstore(out[o + 4], n0, s4)
+        vstore(out[o + 5], n0, s5)
+        vstore(out[o + 6], n0, s6)
+        vstore(out[o + 7], n0, s7)
+        if wide:
+            vstore(out[o + 4], n1, t4)
+            vstore(out[o + 5], n1, t5)
+            vstore(out[o + 6], n1, t6)
+            vstore(out[o + 7], n1, t7)
 
 
 @jit
 def _pass_simd(x, i0, xo, xs, w, wo, ws, out, o, g, nv, k0, k1, kstep, mode):
     """`_pass` for the outputs n < nv (a multiple of LANES): each 16 outputs' sums stay in one
-    register across k (simd.py says why); four rows x 32 outputs at a time, so that each W load
-    and each X broadcast serves eight registers."""
-    if g == GROUP:
+    register across k (simd.py says why); eight (or four) rows x 32 outputs at a time, so that each
+    W load and each X broadcast serves several registers."""
+    r = 0
+    while r < g:
+        rows = 8 if g - r >= 8 else 4 if g - r >= 4 else 1
         for n0 in range(0, nv, 2 * LANES):
-            _rows4_simd(x, i0, xo, xs, w, wo, ws, out, o, n0, n0 + 2 * LANES <= nv, k0, k1, kstep, mode)
-        return
-    for r in range(g):
-        for n0 in range(0, nv, LANES):
-            s = vzero() if mode == STORE else vload(out[o + r], n0)
-            for k in range(k0, k1, kstep):
-                s = vadd(s, vmul(vsplat(x[i0 + r, xo + k * xs]), vload(w, wo + k * ws + n0)))
-            vstore(out[o + r], n0, s)
+            if rows > 1:
+                _rows_simd(x, i0 + r, xo, xs, w, wo, ws, out, o + r, rows == 8, n0, n0 + 2 * LANES <= nv,
+                           k0, k1, kstep, mode)
+            else:
+                for n in range(n0, min(n0 + 2 * LANES, nv), LANES):
+                    s = vzero() if mode == STORE else vload(out[o + r], n)
+                    x_row = x[i0 + r]
+                    for k in range(k0, k1, kstep):
+                        s = vadd(s, vmul(vsplat_at(x_row, xo + k * xs), vload(w, wo + k * ws + n)))
+                    vstore(out[o + r], n, s)
+        r += rows
+
+
+@jit
+def _pass_rows4(x, i0, xo, xs, w, wo, ws, out, o, n_lo, nn, k0, k1, kstep, mode):
+    """`_pass` for four rows and the outputs n_lo <= n < nn with the sums in memory: the loop over
+    outputs innermost (LLVM vectorises it), each W element loaded once for the four rows."""
+    o0 = out[o]            # 1-D rows: the vectoriser then checks their overlap once per loop
+    o1 = out[o + 1]
+    o2 = out[o + 2]
+    o3 = out[o + 3]
+    if mode == STORE:
+        for n in range(n_lo, nn):
+            o0[n] = 0.0
+            o1[n] = 0.0
+            o2[n] = 0.0
+            o3[n] = 0.0
+    for k in range(k0, k1, kstep):
+        xk = xo + k * xs
+        x0 = x[i0, xk]
+        x1 = x[i0 + 1, xk]
+        x2 = x[i0 + 2, xk]
+        x3 = x[i0 + 3, xk]
+        wk = w[wo + k * ws:wo + k * ws + nn]
+        for n in range(n_lo, nn):
+            wv = wk[n]
+            o0[n] = o0[n] + x0 * wv
+            o1[n] = o1[n] + x1 * wv
+            o2[n] = o2[n] + x2 * wv
+            o3[n] = o3[n] + x3 * wv
+
+
+@jit
+def _pass_rows(x, i0, xo, xs, w, wo, ws, out, o, r_lo, r_hi, n_lo, nn, k0, k1, kstep, mode):
+    """`_pass` for the rows r_lo <= r < r_hi and outputs n_lo <= n < nn, one row at a time."""
+    for r in range(r_lo, r_hi):
+        orow = out[o + r]
+        if mode == STORE:
+            for n in range(n_lo, nn):
+                orow[n] = 0.0
+        for k in range(k0, k1, kstep):
+            xv = x[i0 + r, xo + k * xs]
+            wk = wo + k * ws
+            for n in range(n_lo, nn):
+                orow[n] = orow[n] + xv * w[wk + n]
 
 
 @jit
 def _pass(x, i0, xo, xs, w, wo, ws, out, o, g, nn, k0, k1, kstep, mode):
     """out[o + r, n] (r < g, n < nn) from +0 (STORE) or from its value (CONTINUE), plus
     X[i0 + r, k] * W[k, n] for k = k0, k0 + kstep, ... < k1, in that order."""
-    if g == GROUP and nn == 4:
-        _pass_4x4(x, i0, xo, xs, w, wo, ws, out, o, k0, k1, kstep, mode)
+    four = g - g % 4       # the rows in blocks of four
+    zero = np.int64(0)
+    if nn == 4:            # BLEN 4: 4 x 4 sums in scalar registers
+        for r in range(0, four, 4):
+            _pass_4x4(x, i0 + r, xo, xs, w, wo, ws, out, o + r, k0, k1, kstep, mode)
+        _pass_rows(x, i0, xo, xs, w, wo, ws, out, o, four, g, zero, nn, k0, k1, kstep, mode)
         return
-    nv = nn - nn % LANES
-    if nv > 0:
-        _pass_simd(x, i0, xo, xs, w, wo, ws, out, o, g, nv, k0, k1, kstep, mode)
-    if nv == nn:
-        return
-    # the last nn % LANES outputs: the loop over outputs innermost (LLVM vectorises it), the sums in memory
-    if g == GROUP:
-        o0 = out[o]            # 1-D rows: the vectoriser then checks their overlap once per loop
-        o1 = out[o + 1]
-        o2 = out[o + 2]
-        o3 = out[o + 3]
-        if mode == STORE:
-            for n in range(nv, nn):
-                o0[n] = 0.0
-                o1[n] = 0.0
-                o2[n] = 0.0
-                o3[n] = 0.0
-        for k in range(k0, k1, kstep):
-            xk = xo + k * xs
-            x0 = x[i0, xk]
-            x1 = x[i0 + 1, xk]
-            x2 = x[i0 + 2, xk]
-            x3 = x[i0 + 3, xk]
-            wk = w[wo + k * ws:wo + k * ws + nn]
-            for n in range(nv, nn):
-                wv = wk[n]
-                o0[n] = o0[n] + x0 * wv
-                o1[n] = o1[n] + x1 * wv
-                o2[n] = o2[n] + x2 * wv
-                o3[n] = o3[n] + x3 * wv
-        return
-    for r in range(g):
-        orow = out[o + r]
-        if mode == STORE:
-            for n in range(nv, nn):
-                orow[n] = 0.0
-        for k in range(k0, k1, kstep):
-            xv = x[i0 + r, xo + k * xs]
-            wk = wo + k * ws
-            for n in range(nv, nn):
-                orow[n] = orow[n] + xv * w[wk + n]
+    n_lo = nn - nn % LANES
+    if n_lo > 0:
+        _pass_simd(x, i0, xo, xs, w, wo, ws, out, o, g, n_lo, k0, k1, kstep, mode)
+    if n_lo < nn:          # the last nn % LANES outputs: the sums in memory
+        for r in range(0, four, 4):
+            _pass_rows4(x, i0 + r, xo, xs, w, wo, ws, out, o + r, n_lo, nn, k0, k1, kstep, mode)
+        _pass_rows(x, i0, xo, xs, w, wo, ws, out, o, four, g, n_lo, nn, k0, k1, kstep, mode)
 
 
 @jit
@@ -486,6 +541,33 @@ def _accumulate_row(order, misalign, x_row, xo, xs, w, wo, ws, wn, k_len, nn, su
 
 
 @jit
+def _update_if_finite(sums, acc, i0, g, nn, scale):
+    """acc[i0 + r, n] += sums[r, n] * scale for r < g, n < nn when no sum and no accumulator is
+    NaN (then the update is plain f32 arithmetic; True), else nothing (False): the rows' NaN check
+    and update in one call, sixteen lanes at a time (LLVM's own vectorised loop takes 32 at a
+    time, so BLEN 16's rows of 16 ran one lane at a time)."""
+    nv = nn - nn % LANES
+    for r in range(g):
+        s_row = sums[r]
+        a_row = acc[i0 + r]
+        for n in range(0, nv, LANES):
+            if vany_nan(vload(s_row, n)) or vany_nan(vload(a_row, n)):
+                return False
+        for n in range(nv, nn):
+            if math.isnan(s_row[n]) or math.isnan(a_row[n]):
+                return False
+    factor = vsplat(scale)
+    for r in range(g):
+        s_row = sums[r]
+        a_row = acc[i0 + r]
+        for n in range(0, nv, LANES):
+            vstore(a_row, n, vadd(vload(a_row, n), vmul(vload(s_row, n), factor)))
+        for n in range(nv, nn):
+            a_row[n] = a_row[n] + s_row[n] * scale
+    return True
+
+
+@jit
 def accumulate_products(order, misalign, x, xo, xs, w, wo, ws, k_len, nb, nn, acc, scale, work):
     """acc[i, n] = acc[i, n] + (sum_k X[i, k] * W[k, n]) * scale for i < nb, n < nn: every
     output of one instruction, each sum in `order` (k < k_len) with its NaN choice (`_accumulate_row`).
@@ -494,6 +576,8 @@ def accumulate_products(order, misalign, x, xo, xs, w, wo, ws, k_len, nb, nn, ac
     for i0 in range(0, nb, GROUP):
         g = min(GROUP, nb - i0)
         _group_sums(order, misalign, x, i0, xo, xs, w, wo, ws, k_len, g, nn, work)
+        if _update_if_finite(work, acc, i0, g, nn, scale):
+            continue
         for r in range(g):
             _accumulate_row(order, misalign, x[i0 + r], xo, xs, w, wo, ws, one, k_len, nn, work[r], acc[i0 + r], scale)
 

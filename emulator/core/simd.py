@@ -58,17 +58,32 @@ def vzero(typingctx):
     return f32x16(), codegen
 
 
+def _splat(builder, value):
+    one = builder.insert_element(ir.Constant(_VECTOR, ir.Undefined), value, ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(one, ir.Constant(_VECTOR, ir.Undefined),
+                                  ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES))
+
+
 @intrinsic
 def vsplat(typingctx, value):
     """`value` (float32) in every lane."""
     if value != types.float32:
         return None
+    return f32x16(value), lambda context, builder, sig, args: _splat(builder, args[0])
+
+
+@intrinsic
+def vsplat_at(typingctx, arr, index):
+    """arr[index] in every lane: `vsplat(arr[index])` without numba's negative-index wrap-around
+    (a compare and select per load, which the matrix kernels' inner loops felt)."""
+    if not _is_f32_row(arr) or not isinstance(index, types.Integer):
+        return None
 
     def codegen(context, builder, sig, args):
-        one = builder.insert_element(ir.Constant(_VECTOR, ir.Undefined), args[0], ir.Constant(ir.IntType(32), 0))
-        return builder.shuffle_vector(one, ir.Constant(_VECTOR, ir.Undefined),
-                                      ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES))
-    return f32x16(value), codegen
+        ary = context.make_array(sig.args[0])(context, builder, args[0])
+        i = context.cast(builder, args[1], sig.args[1], types.intp)
+        return _splat(builder, builder.load(builder.gep(ary.data, [i]), align=4))
+    return f32x16(arr, index), codegen
 
 
 @intrinsic
@@ -92,6 +107,19 @@ def vstore(typingctx, arr, index, value):
         builder.store(args[2], _lane_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1]), align=4)
         return context.get_dummy_value()
     return types.none(arr, index, value), codegen
+
+
+@intrinsic
+def vany_nan(typingctx, value):
+    """Whether any lane is NaN."""
+    if value != f32x16:
+        return None
+
+    def codegen(context, builder, sig, args):
+        unordered = builder.fcmp_unordered("uno", args[0], args[0])
+        mask = builder.bitcast(unordered, ir.IntType(LANES))
+        return builder.icmp_unsigned("!=", mask, ir.Constant(ir.IntType(LANES), 0))
+    return types.boolean(value), codegen
 
 
 def _lanewise_type(a, b):
