@@ -11,6 +11,7 @@ aborted (the reference would panic), 4 a run budget was exhausted.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import json
 import os
@@ -238,7 +239,19 @@ def console_main() -> None:
     os._exit(code)
 
 
+def resume_gc() -> None:
+    """Turn the cyclic garbage collector back on if the package paused it for the command's imports
+    (emulator/__init__.py), with every object made so far frozen: they live as long as the process,
+    so later collections need not walk them."""
+    import emulator
+    if emulator._GC_PAUSED_FOR_IMPORTS:
+        emulator._GC_PAUSED_FOR_IMPORTS = False
+        gc.freeze()
+        gc.enable()
+
+
 def _emulate(argv: list[str] | None) -> int:
+    resume_gc()
     args, profiler_cli, trace_cli = parse_args(argv)
     if args.warmup:
         _warm_up(args.json and args.program is None)
