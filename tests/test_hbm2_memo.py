@@ -219,12 +219,18 @@ def test_key_tells_apart_how_recent_the_last_acts_are():
     assert stats["hits"] >= 12, stats
 
 
-def test_key_tells_apart_rows_and_channels():
-    """Same banks, other row relations (one row twice vs two rows) or other channel quads."""
+def test_key_tells_apart_rows_and_quads():
+    """Pairs that rename to the same banks on closed banks and differ only in which of the
+    batch's rows or quads a block goes to: the second of each pair must not be replayed from the
+    first (its final open rows or the quad it opens a bank in would be wrong)."""
     stats = hbm2.memo_stats(_on_and_off([
-        ("read", [0, ROW], 100), ("read", [3 * ROW, 3 * ROW], 100),       # conflict, then one row twice
-        ("read", [0, 256], 100), ("read", [0, 64], 100),                  # two quads, then one
-        ("read", [5 * ROW, 6 * ROW], 100), ("read", [7 * ROW, 7 * ROW], 100), ("read", [64, 64 + 256], 100),
-        ("read", [128, 192], 100),
+        # rows: bank 0 rows 0 and 1, then bank 1 in row 0 / in row 1 (banks 2 and 3 for the second)
+        ("read", [0, ROW, 4 * KIB], 100), ("read", [8 * KIB, 8 * KIB + ROW, 12 * KIB + ROW], 100),
+        # quads: bank groups 1, 2, 3 in quads 0, 1, 0 / in quads 0, 1, 1 (bank 1 for the second)
+        ("read", [1 * KIB, 256 + 2 * KIB, 3 * KIB + ROW], 100),
+        ("read", [5 * KIB, 256 + 6 * KIB, 256 + 7 * KIB + ROW], 100),
+        # the first of each again in pseudochannel 1 (+512: closed banks again): these hit
+        ("read", [512, 512 + ROW, 512 + 4 * KIB], 100),
+        ("read", [512 + 1 * KIB, 512 + 256 + 2 * KIB, 512 + 3 * KIB + ROW], 100),
     ]))
     assert stats["hits"] >= 2, stats

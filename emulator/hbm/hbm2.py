@@ -654,26 +654,29 @@ def _plan(st, cb):
     best_i = -1
     best_cmd = -1
     buf = cb + src * BUF_STRIDE
-    # Entries with equal E_RBW are ready at the same cycle, so only the first of them can win:
-    # the two keys judged last (typically a prefetch's element and scale rows) are not judged again.
-    seen_a = -2   # no key
-    seen_b = -2
+    # An entry's command is ACT (closed bank), RD/WR (row hit) or PRE (row conflict), and entries
+    # of one bank with the same command are ready at the same cycle, so only the first of them can
+    # win: one bit per bank and command class marks the pairs judged already.  (The buffer holds
+    # reads only or writes only, so RD and WR never share it.)
+    seen_closed_or_conflict = np.uint64(0)
+    seen_hit = np.uint64(0)
     for i in range(st[cb + C_HEAD + src], st[cb + C_TAIL + src]):
         rbw = st[buf + C_RBW + i]
-        if rbw == seen_a or rbw == seen_b or rbw == DEAD:
+        if rbw == DEAD:
             continue
-        seen_b = seen_a
-        seen_a = rbw
-        # the prerequisite command (§4): ACT for a closed bank, the final RD/WR on a row hit,
-        # PRE on a row conflict
         bank = rbw & RBW_BANK_MASK
+        bit = np.uint64(1) << np.uint64(bank)
         open_row = st[cb + C_OPEN + bank]
-        if open_row == -1:
-            cmd = ACT
-        elif open_row == rbw >> RBW_ROW_SHIFT:
+        if open_row == rbw >> RBW_ROW_SHIFT:
+            if seen_hit & bit:
+                continue
+            seen_hit |= bit
             cmd = RD + ((rbw >> RBW_WRITE_SHIFT) & 1)
         else:
-            cmd = PRE
+            if seen_closed_or_conflict & bit:
+                continue
+            seen_closed_or_conflict |= bit
+            cmd = ACT if open_row == -1 else PRE
         at = st[cb + C_EFF + cmd * BANKS + bank]
         if at < lo:
             at = lo
