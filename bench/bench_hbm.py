@@ -160,7 +160,7 @@ def run_program(model: str, program) -> tuple[float, int, float]:
     hits = float("nan")
     if model == "hbm2":
         stats = hbm2.memo_stats(state)
-        hits = stats["hits"] / max(1, stats["hits"] + stats["misses"] + stats["skips"])
+        hits = stats["hits"] / max(1, stats["hits"] + stats["misses"] + stats["skips"] + stats["rests"])
     return elapsed, int(cycles), hits
 
 

@@ -150,7 +150,7 @@ def test_memo_replay_leaves_the_state_a_run_leaves(seed):
         t = t_on
         np.testing.assert_array_equal(scratch_free(on), scratch_free(off), err_msg=f"seed {seed}, call {call}")
     assert hbm2.memo_stats(on)["hits"] > 15
-    assert hbm2.memo_stats(off) == {"hits": 0, "misses": 0, "skips": 0, "clears": 0}
+    assert hbm2.memo_stats(off) == {"hits": 0, "misses": 0, "skips": 0, "rests": 0, "clears": 0}
 
 
 def test_memo_slots_must_not_be_negative():
@@ -234,3 +234,14 @@ def test_key_tells_apart_rows_and_quads():
         ("read", [512 + 1 * KIB, 512 + 256 + 2 * KIB, 512 + 3 * KIB + ROW], 100),
     ]))
     assert stats["hits"] >= 2, stats
+
+
+def test_memo_rests_after_a_run_of_misses_and_wakes_up_on_a_hit():
+    """Batches that never repeat put the memo to rest (it looks up only every 16th batch); a
+    shape that then repeats is found by one of those lookups and hits from then on."""
+    rng = np.random.default_rng(5)
+    cold = [("read", prefetch_blocks(rng, 64 * int(rng.integers(0, 1 << 16))), 30)
+            for _ in range(hbm2.MEMO_REST_AFTER + 20)]
+    repeated = [("read", _prefetch(4 * KIB * (i % 2), 4, 64), 200) for i in range(60)]
+    stats = hbm2.memo_stats(_on_and_off(cold + repeated))
+    assert stats["rests"] > 10 and stats["hits"] >= 60 - 2 * hbm2.MEMO_PROBE_EVERY, stats

@@ -169,7 +169,9 @@ LAT = timing_table()   # a global array: numba compiles it in as a constant
  H_MEMO_MISSES,  # read batches the memo could key but had not seen (run, then recorded)
  H_MEMO_SKIPS,   # read batches the memo cannot key (run by the model only)
  H_MIRRORED,     # bit q set: channels 1..3 of quad q are mirrors of its channel 0 (see _is_mirror)
- N_HEADER) = range(15)
+ H_MEMO_MISS_RUN,  # memo lookups since the last hit
+ H_MEMO_RESTS,   # read batches not looked up: the memo was resting after a long run of misses
+ N_HEADER) = range(17)
 
 # Request buffers: three per channel, each a window of WINDOW slots per field.  The live
 # entries sit between the buffer's head and tail in insertion order; an entry taken out of the
@@ -304,6 +306,10 @@ KEEP = -1            # outcome of a ready cycle the batch did not raise past its
 ROW_KEEP = -2        # outcome of an open row the batch left as it was (a row it never named)
 ROW_OTHER = MEMO_MAX_ROWS   # key of a bank open on a row the batch does not name
 HASH_MULTIPLIER = 0x100000001B3   # FNV-1a's 64-bit prime
+# After MEMO_REST_AFTER lookups without a hit the memo rests: it keys only every MEMO_PROBE_EVERY-th
+# batch until one hits again (a stream that does not repeat pays ~1/16 of the keying and recording)
+MEMO_REST_AFTER = 64
+MEMO_PROBE_EVERY = 16
 
 
 def new_hbm2_state(pending_capacity: int = DEFAULT_PENDING_CAPACITY, minimal: bool = False,
@@ -934,6 +940,11 @@ def hbm2_read_batch(st, now, block_addrs, n):
     st[H_NEXT] = clk
     if st[H_MEMO] == 0:
         return _model_read_batch(st, clk, block_addrs, n)
+    misses = st[H_MEMO_MISS_RUN]
+    if misses >= MEMO_REST_AFTER and misses % MEMO_PROBE_EVERY != 0:
+        st[H_MEMO_MISS_RUN] = misses + 1
+        st[H_MEMO_RESTS] += 1
+        return _model_read_batch(st, clk, block_addrs, n)
     key_len = _memo_key(st, clk, block_addrs, n)
     if key_len == 0:
         st[H_MEMO_SKIPS] += 1
@@ -941,8 +952,10 @@ def hbm2_read_batch(st, now, block_addrs, n):
     record = _memo_find(st, key_len)
     if record >= 0:
         st[H_MEMO_HITS] += 1
+        st[H_MEMO_MISS_RUN] = 0
         return _memo_replay(st, clk, record, n)
     st[H_MEMO_MISSES] += 1
+    st[H_MEMO_MISS_RUN] = misses + 1
     end = _model_read_batch(st, clk, block_addrs, n)
     _memo_record(st, clk, key_len)
     return end
@@ -1311,10 +1324,11 @@ def _memo_replay(st, clk, record, n):
 def memo_stats(st: np.ndarray) -> dict[str, int]:
     """The batch memo's counters: read batches replayed (hits), run and recorded (misses), and
     run without a key (skips: longer than MEMO_MAX_BLOCKS, more than MEMO_MAX_ROWS rows, or a
-    touched channel not drained), and how often the full arena was cleared."""
+    touched channel not drained) or without a lookup (rests: after MEMO_REST_AFTER lookups
+    without a hit), and how often the full arena was cleared."""
     _check_state(st)
     return {"hits": int(st[H_MEMO_HITS]), "misses": int(st[H_MEMO_MISSES]), "skips": int(st[H_MEMO_SKIPS]),
-            "clears": max(int(st[H_MEMO_GEN]) - 1, 0)}
+            "rests": int(st[H_MEMO_RESTS]), "clears": max(int(st[H_MEMO_GEN]) - 1, 0)}
 
 
 @jit
