@@ -260,6 +260,26 @@ def test_row_sum_fast_path_equals_the_definition(n):
         assert np.float32(got).view(np.uint32) == np.float32(want).view(np.uint32), (trial, x)
 
 
+@pytest.mark.parametrize("n", [1, 7, 8, 16, 24, 31, 32, 40, 64, 100, 128, 256, 1000])
+def test_row_sum_of_a_bf16_row_equals_the_definition(n):
+    """row_sum_bf16 (the VRAM row's bits widened inside 16-lane register loads) gives vec_sum_f32's
+    bits on the widened row, NaN payload choices and signed zeros included; `row` and `acc` are
+    scratch whose stale contents must not leak in."""
+    rng = np.random.default_rng(RNG_SEED + 11 * n)
+    specials = np.array([0x7FC0, 0xFFC1, 0x7FA0, 0x7F80, 0xFF80, 0x8000, 0x0001], dtype=np.uint16)
+    for trial in range(300):
+        x = (rng.standard_normal(n) * np.exp2(rng.integers(-30, 31, n))).astype(np.float32)
+        bits = (x.view(np.uint32) >> 16).astype(np.uint16)
+        for _ in range(trial % 4):
+            bits[rng.integers(0, n)] = specials[rng.integers(0, len(specials))]
+        if trial % 50 == 0:
+            bits[:] = 0x8000
+        row, acc = np.full(n, np.nan, np.float32), np.full(32, np.nan, np.float32)
+        got = nx.row_sum_bf16(bits, n, row, acc)
+        want = nx.vec_sum_f32((bits.astype(np.uint32) << 16).view(np.float32), 0, n)
+        assert np.float32(got).view(np.uint32) == np.float32(want).view(np.uint32), (trial, bits)
+
+
 def _reference_row_max(x):
     """V_RED_MAX's row max as the reference's vectorised max behaves: NaN if any lane is NaN,
     else the maximum, the later lane winning ties (+0 / -0)."""

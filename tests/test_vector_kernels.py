@@ -49,6 +49,14 @@ def test_exp_table_is_the_definition_on_every_bf16_input():
     assert bad.size == 0, [(hex(i), hex(_bits(V.EXP_OF_BF16)[i]), hex(_bits(want)[i])) for i in bad[:5]]
 
 
+def test_exp_write_back_table_is_the_vram_cast_of_the_exp_table():
+    """`EXP_BF16_OF_BF16` (what V_EXP_V writes for each bf16 input) is the core's VRAM cast of
+    `EXP_OF_BF16` on all 65536 inputs."""
+    want = np.empty(1 << 16, np.uint16)
+    nx.f32_row_to_bf16(V.EXP_OF_BF16, want)
+    assert V.EXP_BF16_OF_BF16.dtype == np.uint16 and np.array_equal(V.EXP_BF16_OF_BF16, want)
+
+
 def _row(draw, n: int, rng: np.random.Generator) -> np.ndarray:
     with np.errstate(over="ignore"):             # the widest exponents round to +-inf: wanted
         row = (rng.standard_normal(n) * np.exp2(rng.integers(-140, 128, n))).astype(np.float32)
@@ -57,7 +65,7 @@ def _row(draw, n: int, rng: np.random.Generator) -> np.ndarray:
     return row
 
 
-CODES = [V.EW_ADD, V.EW_SUB, V.EW_SUB_REV, V.EW_MUL, V.EW_MAX, V.EW_MIN, V.EW_EXP, V.EW_RECI]
+CODES = [V.EW_ADD, V.EW_SUB, V.EW_SUB_REV, V.EW_MUL, V.EW_MAX, V.EW_MIN, V.EW_RECI]   # V_EXP_V: `_exp_row`
 
 
 @settings(max_examples=300, deadline=None)
@@ -66,16 +74,14 @@ CODES = [V.EW_ADD, V.EW_SUB, V.EW_SUB_REV, V.EW_MUL, V.EW_MAX, V.EW_MIN, V.EW_EX
 def test_lanes_equal_the_lane_definitions(code, n, seed, scalar, data):
     rng = np.random.default_rng(seed)
     a = _row(data.draw, n, rng)
-    if code == V.EW_EXP:        # V_EXP_V reads a bf16 row: its inputs are bf16 values
-        a = (_bits(a) & 0xFFFF0000).view(np.float32)
     b = np.full(n, _row(data.draw, 1, rng)[0], np.float32) if scalar else _row(data.draw, n, rng)
     want = np.empty(n, np.float32)
-    if code in (V.EW_EXP, V.EW_RECI):
+    if code == V.EW_RECI:
         _unary_lanes(code, a, want)
     else:
         _binary_lanes(code, a, b, want)
     got = np.full(n + 3, np.nan, np.float32)     # stale scratch past n must not matter
-    V._lanes(code, a, b.copy(), (_bits(a) >> 16).astype(np.uint16), got, n)
+    V._lanes(code, a, b.copy(), got, n)
     assert (_bits(got[:n]) == _bits(want)).all(), (code, np.nonzero(_bits(got[:n]) != _bits(want))[0][:5])
 
 
@@ -92,10 +98,12 @@ def test_f32_row_to_bf16_equals_the_scalar_cast_around_every_rounding_decision()
     assert bad.size == 0, [(hex(bits[i]), hex(got[i]), hex(want[i])) for i in bad[:5]]
 
 
+@pytest.mark.parametrize("in_place", [False, True])
 @pytest.mark.parametrize("masked", [False, True])
-def test_v_exp_v_row_through_the_kernel(masked):
+def test_v_exp_v_row_through_the_kernel(masked, in_place):
     """The whole V_EXP_V instruction on a row holding every interesting bf16 class: table lanes,
-    and with a mask the unselected heads written back clamped (the reference's quirk)."""
+    and with a mask the unselected heads written back clamped (the reference's quirk); in place
+    (vd = vs1) each lane is read before it is written."""
     from emulator.core import state as S
     vlen, h = 64, 16
     params = np.zeros(S.PARAMS_SIZE, np.int64)
@@ -105,7 +113,7 @@ def test_v_exp_v_row_through_the_kernel(masked):
     vram = np.zeros((4, vlen), np.uint16)
     vram[1] = x
     gp = np.zeros(16, np.int64)
-    gp[1], gp[2] = vlen, 2 * vlen
+    gp[1], gp[2] = vlen, vlen if in_place else 2 * vlen
     ctrl = np.zeros(S.CTRL_SIZE, np.int64)
     ctrl[S.V_MASK] = 0b0101
     rows = np.zeros((3, vlen), np.float32)
@@ -122,7 +130,7 @@ def test_v_exp_v_row_through_the_kernel(masked):
     expected = np.zeros(vlen, np.uint16)
     for i, u in enumerate(_bits(want)):
         expected[i] = nx.bf16_bits_from_f32_bits(int(u))
-    assert vram[2].tolist() == expected.tolist()
+    assert vram[1 if in_place else 2].tolist() == expected.tolist()
 
 
 @pytest.mark.parametrize("shift", [0, 1, 5, 63, 64, 1000])
@@ -141,3 +149,48 @@ def test_v_shift_in_place_reads_each_lane_before_overwriting_it(shift):
     src = np.arange(1, vlen + 1)
     want = [int(src[i - shift]) if i >= shift else 0 for i in range(vlen)]
     assert vram[1].tolist() == want
+
+
+BF16_SPECIALS = np.array([0x7FC0, 0xFFC1, 0x7FA0, 0xFF81, 0x7F80, 0xFF80, 0x0000, 0x8000, 0x0001, 0x807F, 0x7F7F,
+                          0xFF7F, 0x3F80], dtype=np.uint16)
+
+
+@settings(max_examples=200, deadline=None)
+@given(code=st.sampled_from([V.EW_ADD, V.EW_SUB, V.EW_MUL]), is_vf=st.booleans(), in_place=st.booleans(),
+       vlen=st.sampled_from([16, 64, 256, 24]), seed=st.integers(0, 2**32 - 1),
+       specials=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 255), st.integers(0, len(BF16_SPECIALS) - 1)),
+                         max_size=3), two_nans=st.booleans())
+def test_add_sub_mul_rows_through_the_kernel(code, is_vf, in_place, vlen, seed, specials, two_nans):
+    """V_ADD/SUB/MUL (VV and VF) as the run loop calls them: the register path straight from the
+    bf16 rows (`_lanes_bf16`) and its fall-back for NaN operands (or a VLEN that is not a multiple
+    of 16) both write the VRAM cast of the lane definitions `_binary`, in place too (vd = vs1)."""
+    from emulator.core import state as S
+    rng = np.random.default_rng(seed)
+    params = np.zeros(S.PARAMS_SIZE, np.int64)
+    params[S.P_VLEN], params[S.P_HLEN], params[S.P_VRAM_DEPTH] = vlen, 8, 4
+    with np.errstate(over="ignore"):
+        rows = (rng.standard_normal((2, vlen)) * np.exp2(rng.integers(-130, 128, (2, vlen)))).astype(np.float32)
+    vram = np.zeros((4, vlen), np.uint16)
+    vram[1:3] = (rows.view(np.uint32) >> 16).astype(np.uint16)
+    fpr = np.zeros(8, np.uint16)
+    fpr[3] = vram[2, 0]
+    for where, lane, which in specials:
+        if where == 2:
+            fpr[3] = BF16_SPECIALS[which]
+        else:
+            vram[1 + where, lane % vlen] = BF16_SPECIALS[which]
+    if two_nans:   # a lane where both operands are NaN: x86 would keep the first one, the reference the second
+        vram[1, 1], vram[2, 1], fpr[3] = 0x7FA1, 0xFFC3, 0xFF85
+    a = (vram[1].astype(np.uint32) << 16).view(np.float32)
+    b = np.full(vlen, (np.uint32(fpr[3]) << 16).view(np.float32)) if is_vf else \
+        (vram[2].astype(np.uint32) << 16).view(np.float32)
+    want = np.empty(vlen, np.float32)
+    _binary_lanes(code, a, b, want)
+    expected = [int(nx.bf16_bits_from_f32_bits(int(u))) for u in _bits(want)]
+    gp = np.zeros(16, np.int64)
+    gp[1], gp[2], gp[3] = vlen, 2 * vlen, vlen if in_place else 3 * vlen
+    ctrl = np.zeros(S.CTRL_SIZE, np.int64)
+    scratch = np.full((3, max(vlen, 32)), np.nan, np.float32)
+    err = np.zeros(S.ERR_SIZE, np.int64)
+    assert V.v_elementwise(code, False, 3, 1, 3 if is_vf else 2, is_vf, vram, fpr, gp, ctrl, params, scratch, err, 0)
+    assert vram[1 if in_place else 3].tolist() == expected

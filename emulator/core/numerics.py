@@ -17,6 +17,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from .jit import jit, jit_alloc
+from .simd import vadd, vload_bf16, vstore, vzero
 
 F32_ONE_E_MINUS_9 = np.float32(1e-9)
 
@@ -301,6 +302,15 @@ def vec_sum_f32(x, start, n):
 
 
 @jit
+def _slot_total(acc):
+    """The four accumulators' 8 lanes combined as torch.sum does (vec_sum_f32_into, plain adds)."""
+    total = np.float32(0.0)
+    for lane in range(8):
+        total = total + (((acc[lane] + acc[8 + lane]) + acc[16 + lane]) + acc[24 + lane])
+    return total
+
+
+@jit
 def row_sum_f32(x, start, n, acc):
     """vec_sum_f32 at SIMD speed, same bits: its order with plain f32 adds, NaN results redone by
     vec_sum_f32_into (which picks the NaN; without NaN operands every NaN is the one default NaN).
@@ -317,13 +327,36 @@ def row_sum_f32(x, start, n, acc):
             acc[j] = acc[j] + x[c + j]
     for j in range(body - rounds):          # the last 1..3 vectors: accumulators 0..
         acc[j] = acc[j] + x[start + rounds + j]
-    total = np.float32(0.0)
-    for lane in range(8):
-        total = total + (((acc[lane] + acc[8 + lane]) + acc[16 + lane]) + acc[24 + lane])
+    total = _slot_total(acc)
     for i in range(start + body, start + n):
         total = total + x[i]
     if math.isnan(total):
         return vec_sum_f32_into(x, start, n, acc)
+    return total
+
+
+@jit
+def row_sum_bf16(bits, n, row, acc):
+    """`row_sum_f32` of the bf16 row `bits[:n]` (the VRAM row itself), its 32 slots two 16-lane
+    registers for the rounds of 32 (simd.py), the bf16 -> f32 widening inside the loads.  A NaN
+    result is redone by `row_sum_f32` on the row widened into `row` (f32 scratch of >= n)."""
+    body = n - n % 8
+    rounds = body - body % 32
+    a0 = vzero()
+    a1 = a0
+    for c in range(0, rounds, 32):
+        a0 = vadd(a0, vload_bf16(bits, c))
+        a1 = vadd(a1, vload_bf16(bits, c + 16))
+    vstore(acc, 0, a0)
+    vstore(acc, 16, a1)
+    for j in range(body - rounds):          # the last 1..3 vectors: accumulators 0..
+        acc[j] = acc[j] + bf16_to_f32(bits[rounds + j])
+    total = _slot_total(acc)
+    for i in range(body, n):
+        total = total + bf16_to_f32(bits[i])
+    if math.isnan(total):
+        bf16_row_to_f32(bits[:n], row[:n])
+        return row_sum_f32(row, np.int64(0), n, acc)
     return total
 
 

@@ -14,8 +14,9 @@ it replaces.  Which NaN payload survives is not promised (the kernels recompute 
 their per-output definitions).  Machines without 512-bit registers get the same results from
 two 256-bit (or four 128-bit) halves.
 
-Loads and stores take a 1-D C-contiguous float32 array and the index of the first of 16
-consecutive elements; they do not check bounds (the callers' loops keep them inside).
+Loads and stores take a 1-D C-contiguous float32 array (`vload_bf16`: uint16 bf16 bits) and the
+index of the first of 16 consecutive elements; they do not check bounds (the callers' loops keep
+them inside).
 """
 
 from llvmlite import ir
@@ -98,6 +99,24 @@ def vload(typingctx, arr, index):
 
 
 @intrinsic
+def vload_bf16(typingctx, arr, index):
+    """The f32 values of the bf16 bits arr[index : index + 16] (a uint16 row): exact, bits << 16."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.uint16 and arr.ndim == 1 and arr.layout == "C"
+            and isinstance(index, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(sig.args[0])(context, builder, args[0])
+        i = context.cast(builder, args[1], sig.args[1], types.intp)
+        halves = ir.VectorType(ir.IntType(16), LANES)
+        words = ir.VectorType(ir.IntType(32), LANES)
+        raw = builder.load(builder.bitcast(builder.gep(ary.data, [i]), halves.as_pointer()), align=2)
+        shifted = builder.shl(builder.zext(raw, words), ir.Constant(words, [16] * LANES))
+        return builder.bitcast(shifted, _VECTOR)
+    return f32x16(arr, index), codegen
+
+
+@intrinsic
 def vstore(typingctx, arr, index, value):
     """arr[index : index + 16] = value."""
     if not _is_f32_row(arr) or not isinstance(index, types.Integer) or value != f32x16:
@@ -130,6 +149,12 @@ def _lanewise_type(a, b):
 def vadd(typingctx, a, b):
     """a + b lane by lane (IEEE f32 adds)."""
     return _lanewise_type(a, b), lambda context, builder, sig, args: builder.fadd(args[0], args[1])
+
+
+@intrinsic
+def vsub(typingctx, a, b):
+    """a - b lane by lane (IEEE f32 subtractions)."""
+    return _lanewise_type(a, b), lambda context, builder, sig, args: builder.fsub(args[0], args[1])
 
 
 @intrinsic

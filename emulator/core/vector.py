@@ -16,14 +16,16 @@ import numpy as np
 from .common import fail, note_vram_write, vram_row
 from .jit import inline_jit, jit
 from .numerics import (
-    add_nan_second, bf16_row_to_f32, bf16_to_f32, exp_f32, f32_bits, f32_from_bits, f32_row_to_bf16, f32_to_bf16_reg,
-    fmax_num, quiet, row_sum_f32,
+    add_nan_second, bf16_bits_from_f32_bits, bf16_row_to_f32, bf16_to_f32, exp_f32, f32_bits, f32_from_bits, f32_row_to_bf16, f32_to_bf16_reg,
+    fmax_num, quiet, row_sum_bf16, row_sum_f32,
 )
 from .state import (
     E_FP_REGISTER, E_FPSRAM_RANGE, E_INTSRAM_RANGE, E_MAP_WINDOW, E_TOPK_POLICY, P_HLEN, P_VLEN,
     P_VRAM_DEPTH, V_MASK, VRAM_ROWS_USED,
 )
 from .common import u32
+from .simd import LANES, vadd, vany_nan, vload_bf16, vmul, vsplat, vstore, vsub
+from ..tensors import f32_to_bf16_bits
 
 # The instruction kernels (v_elementwise .. v_topk) are `inline_jit` for the reason given in
 # matrix.py: compiled once, inside the run loop.
@@ -99,7 +101,31 @@ def _exp_of_bf16() -> np.ndarray:
     return out
 
 
-EXP_OF_BF16 = _exp_of_bf16()   # a global array: numba compiles it into the kernel as a constant
+EXP_OF_BF16 = _exp_of_bf16()
+# What V_EXP_V writes back for every bf16 input: the VRAM cast of the table above (the cast is a
+# function of the f32 result alone), so an unmasked row is one table load per lane, bf16 to bf16.
+# A global array: numba compiles it into the run loop as a constant.
+EXP_BF16_OF_BF16 = f32_to_bf16_bits(EXP_OF_BF16)
+
+
+@jit
+def _exp_row(src, dst, n, masked, h, vmask):
+    """V_EXP_V from bf16 row `src` to bf16 row `dst` (may be the same row: each lane is read before
+    it is written): `EXP_BF16_OF_BF16` per lane; masked, the unselected heads (and the lanes past the
+    last whole head) take the clamped input instead, a reference quirk (`v_elementwise`)."""
+    if not masked:
+        for i in range(n):
+            dst[i] = EXP_BF16_OF_BF16[src[i]]
+        return
+    heads = n // h
+    for head in range((n + h - 1) // h):
+        # the reference tests bit (head mod 32) of the 32-bit mask: its shift wraps
+        selected = head < heads and ((vmask >> (head % 32)) & 1) == 1
+        for i in range(head * h, min(head * h + h, n)):
+            if selected:
+                dst[i] = EXP_BF16_OF_BF16[src[i]]
+            else:
+                dst[i] = bf16_bits_from_f32_bits(f32_bits(_clamp_exp_input(bf16_to_f32(src[i]))))
 
 
 @jit
@@ -110,15 +136,11 @@ def _clamp_exp_input(a):
 
 
 @jit
-def _lanes(code, a, b, a_bits, out, n):
+def _lanes(code, a, b, out, n):
     """out[i] = op(a[i], b[i]) (or op(a[i])) for i < n: one loop per op with plain f32 arithmetic,
     so the lanes run side by side (SIMD), then any lane with a NaN operand or result redone by the
     definitions `_binary` / `_unary`, which choose the NaN.  Lanes without NaN get the same bits
-    either way: the same IEEE f32 operation.  V_EXP_V reads `EXP_OF_BF16` at a's bf16 bits."""
-    if code == EW_EXP:
-        for i in range(n):
-            out[i] = EXP_OF_BF16[a_bits[i]]
-        return
+    either way: the same IEEE f32 operation.  (V_EXP_V has rows of its own: `_exp_row`.)"""
     if code == EW_ADD:
         for i in range(n):
             out[i] = a[i] + b[i]
@@ -152,6 +174,33 @@ def _lanes(code, a, b, a_bits, out, n):
 
 
 @jit
+def _lanes_bf16(code, src_a, src_b, f, is_vf, out, n):
+    """`_lanes` for V_ADD/SUB/MUL (VV, VF) straight from the bf16 rows, 16 lanes per register
+    (simd.py): out[i] = a[i] op b[i] (b[i] = f for VF), one pass instead of `_lanes`' five.  Only
+    when no operand is NaN, which it checks on the way (returns False, `out` then garbage, and the
+    caller takes `_lanes`, whose definitions choose the NaN; the choice never rests on how the
+    hardware propagates NaNs): every lane is then the plain f32 operation, as in `_lanes` (a NaN
+    result of non-NaN operands is the operation's own default NaN there too).  n must be a
+    multiple of 16."""
+    if math.isnan(f):
+        return False
+    fv = vsplat(f)
+    nan = False
+    for i in range(0, n, LANES):
+        a = vload_bf16(src_a, i)
+        b = fv if is_vf else vload_bf16(src_b, i)
+        nan = nan or vany_nan(a) or vany_nan(b)
+        if code == EW_ADD:
+            r = vadd(a, b)
+        elif code == EW_SUB:
+            r = vsub(a, b)
+        else:
+            r = vmul(a, b)
+        vstore(out, i, r)
+    return not nan
+
+
+@jit
 def fp_reg(fpr, idx, err, pc):
     """Read FP register idx as f32 (the register file has 8 entries; 8-15 abort)."""
     if idx >= 8:
@@ -165,7 +214,7 @@ def v_elementwise(code, masked, rd, rs1, rs2, is_vf, vram, fpr, gp, ctrl, params
     """V_ADD/SUB/MUL (VV, VF), V_MAX/MIN_VF, V_EXP_V, V_RECI_V; masked heads when rmask != 0.
 
     Unmasked lanes of a masked op take vs1 (not the old vd); masked V_EXP_V writes the clamped
-    input to the unmasked lanes (a reference quirk).
+    input to the unmasked lanes (a reference quirk, `_exp_row`).
     """
     vlen = params[P_VLEN]
     depth = params[P_VRAM_DEPTH]
@@ -175,8 +224,16 @@ def v_elementwise(code, masked, rd, rs1, rs2, is_vf, vram, fpr, gp, ctrl, params
     ra = vram_row(gp[rs1], vlen, depth, err, pc)
     if ra < 0:
         return False
-    unary = code == EW_EXP or code == EW_RECI
+    if code == EW_EXP:
+        rdst = vram_row(gp[rd], vlen, depth, err, pc)
+        if rdst < 0:
+            return False
+        _exp_row(vram[ra], vram[rdst], vlen, masked, params[P_HLEN], ctrl[V_MASK])
+        note_vram_write(ctrl, rdst, VRAM_ROWS_USED)
+        return True
+    unary = code == EW_RECI
     f = np.float32(0.0)
+    rb = ra
     if is_vf:
         f, ok = fp_reg(fpr, rs2, err, pc)
         if not ok:
@@ -185,16 +242,21 @@ def v_elementwise(code, masked, rd, rs1, rs2, is_vf, vram, fpr, gp, ctrl, params
         rb = vram_row(gp[rs2], vlen, depth, err, pc)
         if rb < 0:
             return False
+    rdst = vram_row(gp[rd], vlen, depth, err, pc)
+    if rdst < 0:
+        return False
+    if (not masked and vlen % LANES == 0 and (code == EW_ADD or code == EW_SUB or code == EW_MUL)
+            and _lanes_bf16(code, vram[ra], vram[rb], f, is_vf, out, vlen)):
+        f32_row_to_bf16(out[:vlen], vram[rdst])
+        note_vram_write(ctrl, rdst, VRAM_ROWS_USED)
+        return True
     bf16_row_to_f32(vram[ra], a)
     if is_vf:
         for i in range(vlen):
             b[i] = f
     elif not unary:
         bf16_row_to_f32(vram[rb], b)
-    rdst = vram_row(gp[rd], vlen, depth, err, pc)
-    if rdst < 0:
-        return False
-    _lanes(code, a, b, vram[ra], out, vlen)
+    _lanes(code, a, b, out, vlen)
     if masked:   # unselected heads (and lanes past the last whole head) keep vs1
         h = params[P_HLEN]
         heads = vlen // h
@@ -204,34 +266,32 @@ def v_elementwise(code, masked, rd, rs1, rs2, is_vf, vram, fpr, gp, ctrl, params
             if head < heads and ((vmask >> (head % 32)) & 1) == 1:
                 continue
             for i in range(head * h, min(head * h + h, vlen)):
-                out[i] = _clamp_exp_input(a[i]) if code == EW_EXP else a[i]
+                out[i] = a[i]
     f32_row_to_bf16(out[:vlen], vram[rdst])
     note_vram_write(ctrl, rdst, VRAM_ROWS_USED)
     return True
 
 
 @jit
-def _reduction_operands(rd, rs1, vram, fpr, gp, params, row, err, pc):
-    """V_RED_*: read fp[rd] (before the VRAM row, as the reference) and load vs1 into `row` as f32."""
+def _reduction_operands(rd, rs1, fpr, gp, params, err, pc):
+    """V_RED_*: fp[rd] (read before the VRAM row, as the reference) and vs1's VRAM row index, ok."""
     f, ok = fp_reg(fpr, rd, err, pc)
     if not ok:
-        return f, False
+        return f, -1, False
     r = vram_row(gp[rs1], params[P_VLEN], params[P_VRAM_DEPTH], err, pc)
-    if r < 0:
-        return f, False
-    bf16_row_to_f32(vram[r], row)
-    return f, True
+    return f, r, r >= 0
 
 
 @inline_jit
 def v_red_sum(masked, rd, rs1, vram, fpr, gp, ctrl, params, rows, err, pc):
     """fp[rd] = bf16(fp[rd] + sum(vs1)); the masked form counts each masked head HLEN times."""
-    f, ok = _reduction_operands(rd, rs1, vram, fpr, gp, params, rows[0], err, pc)
+    f, r, ok = _reduction_operands(rd, rs1, fpr, gp, params, err, pc)
     if not ok:
         return False
     vlen = params[P_VLEN]
     a = rows[0]
     if masked:
+        bf16_row_to_f32(vram[r], a)
         h = params[P_HLEN]
         heads = vlen // h
         vmask = ctrl[V_MASK]
@@ -245,7 +305,7 @@ def v_red_sum(masked, rd, rs1, vram, fpr, gp, ctrl, params, rows, err, pc):
                     tmp[i] = s
         val = row_sum_f32(tmp, np.int64(0), vlen, rows[2])
     else:
-        val = row_sum_f32(a, np.int64(0), vlen, rows[2])
+        val = row_sum_bf16(vram[r], vlen, a, rows[2])
     fpr[rd] = f32_to_bf16_reg(add_nan_second(f, val))  # f + sum keeps the sum's NaN (corrections D3)
     return True
 
@@ -253,9 +313,10 @@ def v_red_sum(masked, rd, rs1, vram, fpr, gp, ctrl, params, rows, err, pc):
 @inline_jit
 def v_red_max(rd, rs1, vram, fpr, gp, params, rows, err, pc):
     """fp[rd] = bf16(maxNum(max(vs1), fp[rd])); a row holding a NaN is ignored; the mask has no effect."""
-    f, ok = _reduction_operands(rd, rs1, vram, fpr, gp, params, rows[0], err, pc)
+    f, r, ok = _reduction_operands(rd, rs1, fpr, gp, params, err, pc)
     if not ok:
         return False
+    bf16_row_to_f32(vram[r], rows[0])
     fpr[rd] = f32_to_bf16_reg(fmax_num(_row_max(rows[0], params[P_VLEN]), f))
     return True
 
