@@ -271,7 +271,8 @@ def btmv_dot(x_row, x_off, t_row, ho, h):
 # are accumulated right away, so the working set stays in L1 whatever the instruction's size.
 # Sixteen outputs' sums are one register (emulator/core/simd.py) that stays put for the whole k
 # loop; eight rows give eight independent add chains even when an instruction has only 16 outputs
-# (BLEN 16).  bench_matrix, per instruction: M_MM at MLEN 128 / BLEN 16 3.2 -> 0.75 us, M_BTMM at
+# (BLEN 16).  (Two registers per row, 32 outputs, measured ~15% faster on M_BTMM but cost ~2 s of
+# first-run compile: not kept.)  bench_matrix, per instruction: M_MM at MLEN 128 / BLEN 16 3.2 -> 0.75 us, M_BTMM at
 # MLEN 256 / BLEN 4 1.17 -> 0.3 ms (2026-12-03).  Outputs past the last multiple of 16 keep their
 # sums in memory (4 x 4 in scalar registers at BLEN 4).
 #
@@ -328,96 +329,60 @@ def _pass_4x4(x, i0, xo, xs, w, wo, ws, out, o, k0, k1, kstep, mode):
 
 
 @jit
-def _rows_simd(x, i0, xo, xs, w, wo, ws, out, o, eight, n0, wide, k0, k1, kstep, mode):
-    """The sums of four rows (eight when `eight`) for the outputs n0 .. n0 + 16 (n0 + 32 when
-    `wide`), each row's 16 outputs one register across k.  Eight rows are eight independent add
-    chains even when an instruction has only 16 outputs (BLEN 16), and each W load serves them all.
-    (LLVM compiles the loop once per combination of the two flags.)"""
-    n1 = n0 + LANES if wide else n0
+def _rows_simd(x, i0, xo, xs, w, wo, ws, out, o, eight, n0, k0, k1, kstep, mode):
+    """The sums of four rows (eight when `eight`) for the outputs n0 .. n0 + 16, each row's one
+    register across k.  Eight rows are eight independent add chains even when an instruction has
+    only 16 outputs (BLEN 16), enough to keep the adders busy, and each W load serves them all.
+    (LLVM compiles the loop once per value of the flag.)"""
     s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = vzero()
-    t0 = t1 = t2 = t3 = t4 = t5 = t6 = t7 = s0
     if mode != STORE:
         s0, s1, s2, s3 = vload(out[o], n0), vload(out[o + 1], n0), vload(out[o + 2], n0), vload(out[o + 3], n0)
-        t0, t1, t2, t3 = vload(out[o], n1), vload(out[o + 1], n1), vload(out[o + 2], n1), vload(out[o + 3], n1)
         if eight:
             s4, s5, s6, s7 = vload(out[o + 4], n0), vload(out[o + 5], n0), vload(out[o + 6], n0), vload(out[o + 7], n0)
-            t4, t5, t6, t7 = vload(out[o + 4], n1), vload(out[o + 5], n1), vload(out[o + 6], n1), vload(out[o + 7], n1)
     x0_row, x1_row, x2_row, x3_row = x[i0], x[i0 + 1], x[i0 + 2], x[i0 + 3]
     x4_row, x5_row, x6_row, x7_row = x0_row, x0_row, x0_row, x0_row
     if eight:
         x4_row, x5_row, x6_row, x7_row = x[i0 + 4], x[i0 + 5], x[i0 + 6], x[i0 + 7]
     for k in range(k0, k1, kstep):
         xk = xo + k * xs
-        x0 = vsplat_at(x0_row, xk)
-        x1 = vsplat_at(x1_row, xk)
-        x2 = vsplat_at(x2_row, xk)
-        x3 = vsplat_at(x3_row, xk)
-        wk = wo + k * ws
-        wv = vload(w, wk + n0)
-        s0 = vadd(s0, vmul(x0, wv))
-        s1 = vadd(s1, vmul(x1, wv))
-        s2 = vadd(s2, vmul(x2, wv))
-        s3 = vadd(s3, vmul(x3, wv))
-        if wide:
-            wu = vload(w, wk + n1)
-            t0 = vadd(t0, vmul(x0, wu))
-            t1 = vadd(t1, vmul(x1, wu))
-            t2 = vadd(t2, vmul(x2, wu))
-            t3 = vadd(t3, vmul(x3, wu))
+        wv = vload(w, wo + k * ws + n0)
+        s0 = vadd(s0, vmul(vsplat_at(x0_row, xk), wv))
+        s1 = vadd(s1, vmul(vsplat_at(x1_row, xk), wv))
+        s2 = vadd(s2, vmul(vsplat_at(x2_row, xk), wv))
+        s3 = vadd(s3, vmul(vsplat_at(x3_row, xk), wv))
         if eight:
-            x4 = vsplat_at(x4_row, xk)
-            x5 = vsplat_at(x5_row, xk)
-            x6 = vsplat_at(x6_row, xk)
-            x7 = vsplat_at(x7_row, xk)
-            s4 = vadd(s4, vmul(x4, wv))
-            s5 = vadd(s5, vmul(x5, wv))
-            s6 = vadd(s6, vmul(x6, wv))
-            s7 = vadd(s7, vmul(x7, wv))
-            if wide:
-                t4 = vadd(t4, vmul(x4, wu))
-                t5 = vadd(t5, vmul(x5, wu))
-                t6 = vadd(t6, vmul(x6, wu))
-                t7 = vadd(t7, vmul(x7, wu))
+            s4 = vadd(s4, vmul(vsplat_at(x4_row, xk), wv))
+            s5 = vadd(s5, vmul(vsplat_at(x5_row, xk), wv))
+            s6 = vadd(s6, vmul(vsplat_at(x6_row, xk), wv))
+            s7 = vadd(s7, vmul(vsplat_at(x7_row, xk), wv))
     vstore(out[o], n0, s0)
     vstore(out[o + 1], n0, s1)
     vstore(out[o + 2], n0, s2)
     vstore(out[o + 3], n0, s3)
-    if wide:
-        vstore(out[o], n1, t0)
-        vstore(out[o + 1], n1, t1)
-        vstore(out[o + 2], n1, t2)
-        vstore(out[o + 3], n1, t3)
     if eight:
         vstore(out[o + 4], n0, s4)
         vstore(out[o + 5], n0, s5)
         vstore(out[o + 6], n0, s6)
         vstore(out[o + 7], n0, s7)
-        if wide:
-            vstore(out[o + 4], n1, t4)
-            vstore(out[o + 5], n1, t5)
-            vstore(out[o + 6], n1, t6)
-            vstore(out[o + 7], n1, t7)
 
 
 @jit
 def _pass_simd(x, i0, xo, xs, w, wo, ws, out, o, g, nv, k0, k1, kstep, mode):
     """`_pass` for the outputs n < nv (a multiple of LANES): each 16 outputs' sums stay in one
-    register across k (simd.py says why); eight (or four) rows x 32 outputs at a time, so that each
-    W load and each X broadcast serves several registers."""
+    register across k (simd.py says why); eight (or four) rows at a time, so that each W load
+    serves several registers."""
     r = 0
     while r < g:
         rows = 8 if g - r >= 8 else 4 if g - r >= 4 else 1
-        for n0 in range(0, nv, 2 * LANES):
+        for n0 in range(0, nv, LANES):
             if rows > 1:
-                _rows_simd(x, i0 + r, xo, xs, w, wo, ws, out, o + r, rows == 8, n0, n0 + 2 * LANES <= nv,
-                           k0, k1, kstep, mode)
+                _rows_simd(x, i0 + r, xo, xs, w, wo, ws, out, o + r, rows == 8, n0, k0, k1, kstep, mode)
             else:
-                for n in range(n0, min(n0 + 2 * LANES, nv), LANES):
-                    s = vzero() if mode == STORE else vload(out[o + r], n)
-                    x_row = x[i0 + r]
-                    for k in range(k0, k1, kstep):
-                        s = vadd(s, vmul(vsplat_at(x_row, xo + k * xs), vload(w, wo + k * ws + n)))
-                    vstore(out[o + r], n, s)
+                s = vzero() if mode == STORE else vload(out[o + r], n0)
+                x_row = x[i0 + r]
+                for k in range(k0, k1, kstep):
+                    s = vadd(s, vmul(vsplat_at(x_row, xo + k * xs), vload(w, wo + k * ws + n0)))
+                vstore(out[o + r], n0, s)
         r += rows
 
 
