@@ -14,14 +14,16 @@ of seconds; `announce_if_cold` prints one line before that happens so it is not 
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numba
-from numba.core.caching import FunctionCache
+from numba.core.caching import FunctionCache, IndexDataCacheFile
 from numba.core.dispatcher import Dispatcher
 from numba.core.runtime import rtsys
 
@@ -71,10 +73,131 @@ class _LoadingCache(FunctionCache):
     allocate).  A compile still refreshes the registries itself (numba's compiler does it first).
     """
 
+    def __init__(self, py_func, suffix: str = ""):
+        super().__init__(py_func)
+        if suffix:   # a second compiled flavour of the same function keeps its own index and data files
+            self._cache_file = IndexDataCacheFile(cache_path=self._cache_path,
+                                                  filename_base=self._impl.filename_base + suffix,
+                                                  source_stamp=self._impl.locator.get_source_stamp())
+
     def load_overload(self, sig, target_context):
         rtsys.initialize(target_context)
-        with self._guard_against_spurious_io_errors():
-            return self._load_overload(sig, target_context)
+        while True:
+            with self._guard_against_spurious_io_errors():
+                cres = self._load_overload(sig, target_context)
+            if cres is not None or not self._enabled:
+                return cres
+            claim = self._claim_path(sig, target_context.codegen())
+            if claim is None or _claim_or_wait(claim):
+                return None   # ours to compile; save_overload gives the claim up
+            # another process compiled it meanwhile (or gave up): load it, or claim it
+
+    def save_overload(self, sig, cres):
+        try:
+            super().save_overload(sig, cres)
+        finally:
+            claim = self._claim_path(sig, cres.codegen)
+            if claim is not None:
+                _release(claim)
+
+    def _claim_path(self, sig, codegen) -> Path | None:
+        if not numba.config.CACHE_DIR:
+            return None
+        key = repr((self._cache_file._index_name, self._index_key(sig, codegen)))
+        return Path(numba.config.CACHE_DIR) / "claims" / hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+# Claims: processes filling one cache (the first run and its compile helper, emulator/_compile_helper.py;
+# two first runs at once; the service's workers) compile each function once between them.  Before
+# compiling a function the cache does not hold, a process claims it (a file named by the function's
+# cache key holding its pid, created atomically); a process finding another's claim waits until the
+# claim is given up (saved to the cache: it loads that) or its owner is gone (it claims it itself).
+# A claim older than _STALE_CLAIM_SECONDS, or of a process that no longer runs, is taken over.
+# A process waits at most _MAX_WAIT_SECONDS for one claim, then compiles the function too.
+_STALE_CLAIM_SECONDS = 600.0
+_MAX_WAIT_SECONDS = 180.0
+_held_claims: set[Path] = set()
+
+
+def _claim_owner(claim: Path) -> int | None:
+    """The pid of a live claim's owner; None if the claim is gone or stale."""
+    try:
+        pid = int(claim.read_text())
+        age = time.time() - claim.stat().st_mtime
+    except (OSError, ValueError):
+        return None
+    if age > _STALE_CLAIM_SECONDS or not _running(pid):
+        return None
+    return pid
+
+
+def _running(pid: int) -> bool:
+    """Whether process `pid` exists and has not exited (a killed helper stays a zombie until its
+    parent, which may be the process waiting for its claim, reaps it)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except FileNotFoundError:
+        return False
+    except (OSError, IndexError):   # no /proc: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:   # alive, someone else's
+            pass
+        return True
+
+
+def _claim_or_wait(claim: Path) -> bool:
+    """Claim `claim` (True), or wait until its live owner gives it up or goes (False)."""
+    mine = claim.with_name(f"{claim.name}.{os.getpid()}")
+    try:
+        claim.parent.mkdir(parents=True, exist_ok=True)
+        mine.write_text(str(os.getpid()))
+        while True:
+            try:
+                os.link(mine, claim)   # atomic: fails if the claim exists
+                _held_claims.add(claim)
+                return True
+            except FileExistsError:
+                pass
+            owner = _claim_owner(claim)
+            if owner == os.getpid():    # a compile of ours failed before saving: ours again
+                _held_claims.add(claim)
+                return True
+            if owner is None:           # stale: take it over
+                _unlink(claim)
+                continue
+            give_up = time.monotonic() + _MAX_WAIT_SECONDS
+            while _claim_owner(claim) == owner:
+                if time.monotonic() > give_up:   # never expected; compiling it too beats hanging
+                    return True
+                time.sleep(0.01)
+            return False
+    except OSError:   # an unwritable cache: compile without telling anyone
+        return True
+    finally:
+        _unlink(mine)
+
+
+def _release(claim: Path) -> None:
+    if claim in _held_claims:
+        _held_claims.discard(claim)
+        _unlink(claim)
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass
+
+
+@atexit.register
+def _release_all() -> None:
+    for claim in list(_held_claims):
+        _release(claim)
 
 
 class _LazyCache:
@@ -83,33 +206,37 @@ class _LazyCache:
     writability probe (a temporary file) for each of the ~130 kernels at import (~25 ms), while a
     warm run uses the caches of the few kernels Python calls."""
 
-    def __init__(self, py_func):
+    def __init__(self, py_func, suffix: str = ""):
         self._py_func = py_func
+        self._suffix = suffix
         self._real = None
 
-    def __getattr__(self, name):   # everything but the two attributes above
-        if name in ("_py_func", "_real"):   # not set yet (a copy, an unpickled object)
+    def __getattr__(self, name):   # everything but the three attributes above
+        if name in ("_py_func", "_suffix", "_real"):   # not set yet (a copy, an unpickled object)
             raise AttributeError(name)
         if self._real is None:
-            self._real = _LoadingCache(self._py_func)
+            self._real = _LoadingCache(self._py_func, self._suffix)
         return getattr(self._real, name)
 
 
-def disk_cached(dispatcher):
+def disk_cached(dispatcher, suffix: str = ""):
     """`dispatcher` (made without numba's cache=True) with its disk cache: numba's, created on first
-    use, loading without the registry refresh.  With NUMBA_DISABLE_JIT=1 numba's decorators give
-    back the plain Python function, which has no cache to attach."""
+    use, loading without the registry refresh.  `suffix` names the cache files of a second flavour
+    of one function (numba's cache index does not tell compile options apart).  With
+    NUMBA_DISABLE_JIT=1 numba's decorators give back the plain Python function, which has no cache
+    to attach."""
     if not isinstance(dispatcher, Dispatcher):
         return dispatcher
-    dispatcher._cache = _LazyCache(dispatcher.py_func)
+    dispatcher._cache = _LazyCache(dispatcher.py_func, suffix)
     return dispatcher
 
 
 # Measured: the first `emulate` of the shipped example with an empty NUMBA_CACHE_DIR on 2 cores
-# (bench/bench_compile.py), 42 s of CPU and of wall time on the shared machine (2026-12-03, main
-# aa5cd67: the HBM2 model reworked into one channel-driving function, the matrix and vector kernels
-# inlined into the run loop; 60 s on the quiet machine before both).
-COLD_COMPILE_SECONDS = 42
+# (bench/bench_compile.py, 2026-12-03 on the shared machine, load average ~2.5-4): this process
+# 22 s of CPU and its compile helper 20 s (the kernels without Python wrappers, the matrix and
+# vector kernels compiled by the helper), against 41 s of CPU in one process before, at the same
+# load; about 20 s of wall time when the second core is free.
+COLD_COMPILE_SECONDS = 20
 
 _announced = False
 
@@ -121,6 +248,7 @@ def is_cached(dispatcher) -> bool:
     Entry points here have one signature, so any entry will do.  No cache (caching disabled)
     counts as cached: there is nothing to fill.
     """
+    dispatcher = getattr(dispatcher, "python_entry", dispatcher)   # what a call from Python compiles
     if not isinstance(dispatcher, Dispatcher) or dispatcher.overloads:  # NUMBA_DISABLE_JIT=1: no compiling
         return True
     cache = getattr(dispatcher, "_cache", None)

@@ -21,7 +21,8 @@ import numpy as np
 
 from isa_specs import load_isa
 
-from ._jit_cache import announce_if_cold
+from . import _compile_helper as compile_helper
+from ._jit_cache import announce_if_cold, is_cached
 from .core import state as S
 from .core.hbm_store import SparseHbm
 from .core.loop import run_loop
@@ -379,11 +380,13 @@ class Machine:
             self.ctrl[S.HBM_PAGES_USED] = self.store.pages_used
             logged_from = int(self.ctrl[S.INSTRUCTIONS])
             limit = stop_after if self.scheduler is None else min(stop_after, logged_from + self.oplog.shape[0])
-            status = run_loop(self.dec, self.counters, self.gp, self.fpr, self.areg, self.ctrl, self.loops,
-                              self.params, self.vram, self.mram, self.fpsram, self.intsram, self.macc, self.vacc,
-                              self.hmacc, self.hvacc, self.store.page_table, self.store.pool, self.ts, self.e4m3,
-                              self.e8m0, self.rows, self.blk, self.seen, self.vals, self.ebuf, self.sbuf, self.trace,
-                              self.labels, self.label_secs, self.err, limit, self.dbg, self.conds, self.oplog)
+            args = (self.dec, self.counters, self.gp, self.fpr, self.areg, self.ctrl, self.loops, self.params,
+                    self.vram, self.mram, self.fpsram, self.intsram, self.macc, self.vacc, self.hmacc, self.hvacc,
+                    self.store.page_table, self.store.pool, self.ts, self.e4m3, self.e8m0, self.rows, self.blk,
+                    self.seen, self.vals, self.ebuf, self.sbuf, self.trace, self.labels, self.label_secs, self.err,
+                    limit, self.dbg, self.conds, self.oplog)
+            # the first run on an empty cache: a helper process compiles part of the loop meanwhile
+            status = compile_helper.call(run_loop, args) if compile_helper.pending() else run_loop(*args)
             self.store.pages_used = int(self.ctrl[S.HBM_PAGES_USED])
             if self.scheduler is not None:  # the operand log holds one chunk: schedule it now
                 self.scheduler.consume(self.oplog, int(self.ctrl[S.INSTRUCTIONS]) - logged_from)
@@ -451,7 +454,9 @@ def new_machine(
 ) -> Machine:
     """The machine state before the first instruction (arguments as for `run()`; `hbm_budget`
     bounds the bytes of HBM pages the run may write, preloads included)."""
-    announce_if_cold(run_loop)  # before anything jitted (the HBM store's writers too) compiles
+    if not is_cached(run_loop):  # before anything jitted (the HBM store's writers too) compiles
+        announce_if_cold(run_loop)
+        compile_helper.start()
     program = as_program(program)
     settings = settings or default_settings()
     setup = _setup(program, settings)

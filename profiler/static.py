@@ -34,7 +34,7 @@ from emulator._jit_cache import announce_if_cold
 from emulator.core.common import fail
 from emulator.core.control import count_instruction, loop_break, loop_end, loop_start
 from emulator.core.dma import BLOCK, h_prefetch, h_store
-from emulator.core.jit import jit
+from emulator.core.jit import jit, python_entry
 from emulator.core.state import (
     CTRL_SIZE, E_FPSRAM_RANGE, E_INTSRAM_RANGE, E_INVALID_OPCODE, E_TOPK_POLICY, HBM_READ, HBM_WRITTEN,
     L_REG, LOOP_SIZE, LOOP_SP, LOOP_STACK_CAP, NOW,
@@ -83,6 +83,7 @@ ST_DONE, ST_CHUNK, ST_ERROR, ST_BUDGET = range(4)
 
 
 
+@python_entry
 @jit
 def _estimate(dec, counters, gp, gp_data, areg, areg_data, ctrl, ctrl_data, intsram, int_data, loops,
               p, ts, blk, one, dummies, st, err, stop_after, budget):

@@ -13,7 +13,7 @@ the pool (and the table with it) and resume.
 import numpy as np
 
 from ..errors import ResourceError
-from .jit import jit
+from .jit import jit, python_entry
 
 PAGE_SHIFT = 10
 PAGE_SIZE = 1 << PAGE_SHIFT
@@ -41,6 +41,7 @@ def page_row(pt, page):
     return pt[_slot(pt, page), 1]
 
 
+@python_entry
 @jit
 def read_bytes(pt, pool, capacity, addr, out, n):
     """out[0:n] = HBM[addr : addr+n]; addresses are u64 bit patterns held in int64."""
@@ -87,6 +88,7 @@ def missing_pages(pt, capacity, addr, n, seen, nseen):
     return nseen
 
 
+@python_entry
 @jit
 def absent_pages(pt, first, last):
     """Pages first..last (inclusive) that are not allocated."""
@@ -97,6 +99,7 @@ def absent_pages(pt, first, last):
     return count
 
 
+@python_entry
 @jit
 def write_bytes(pt, pool, pages_used, addr, data, n):
     """HBM[addr : addr+n] = data[0:n]; allocates pages from the pool (caller guaranteed room, and
@@ -121,6 +124,7 @@ def write_bytes(pt, pool, pages_used, addr, data, n):
     return pages_used
 
 
+@python_entry
 @jit
 def rehash(old, new):
     for i in range(old.shape[0]):

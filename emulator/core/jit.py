@@ -14,19 +14,61 @@
   their caller owns, so nothing needs counting.  A kernel that allocates (np.empty, .copy())
   needs the runtime: numba refuses to compile it under `jit` ("NRT required but not enabled"),
   and it uses `jit_alloc` instead.
+- no_cpython_wrapper, no_cfunc_wrapper (`Kernel`): numba builds, for every function it compiles,
+  a CPython wrapper (unboxing each argument from a Python object) and a C-callback wrapper,
+  though only the few entry points are ever called from Python; measured as ~22% and ~8% of the
+  first run's compile (37.8 -> 26.3 s CPU).  Kernels are compiled without them for their jitted
+  callers; a call from Python goes to a twin compiled with the wrapper (`Kernel.python_entry`).
+  The functions Python calls in a run (emulator/warmup.py's `entry_points`) are declared so with
+  `@python_entry` and compiled with the wrapper only: a jitted caller of one (the DMA kernels call
+  read_bytes and write_bytes) links that version instead of compiling the function a second time.
 """
 
-from numba import njit
+from numba import config
+from numba.core.registry import CPUDispatcher
 
 from .._jit_cache import disk_cached
 
-_OPTIONS = dict(nogil=True, error_model="numpy")
+_OPTIONS = dict(nogil=True, error_model="numpy", forceinline=False)   # explicit: callees inherit an unset one
+_NO_WRAPPERS = dict(no_cpython_wrapper=True, no_cfunc_wrapper=True)
+
+
+class Kernel(CPUDispatcher):
+    """A jitted function as its jitted callers see it: compiled without the Python-facing wrappers.
+    Called from Python (the run loop by the façade, any kernel by a test), it runs `python_entry`,
+    the same function compiled with numba's CPython wrapper, with its own disk cache files.  A
+    function called both ways is compiled twice (bench/bench_compile.py lists it)."""
+
+    def __call__(self, *args, **kwargs):
+        return self.python_entry(*args, **kwargs)
+
+    @property
+    def python_entry(self) -> CPUDispatcher:
+        entry = self.__dict__.get("_python_entry")
+        if entry is None:
+            options = {k: v for k, v in self.targetoptions.items() if k not in _NO_WRAPPERS}
+            entry = disk_cached(CPUDispatcher(py_func=self.py_func, locals=self.locals, targetoptions=options),
+                                suffix="-py")
+            self.__dict__["_python_entry"] = entry
+        return entry
+
+
+def python_entry(kernel):
+    """`@python_entry` over `@jit`/`@jit_alloc`: a function Python calls, compiled once, with numba's
+    CPython wrapper, for Python and jitted callers alike."""
+    return getattr(kernel, "python_entry", kernel)   # NUMBA_DISABLE_JIT=1: the plain function
 
 
 def _decorator(**options):
-    """njit(**options) with the disk cache of emulator/_jit_cache.py (instead of cache=True)."""
-    compile_with = njit(**options)
-    return lambda fn: disk_cached(compile_with(fn))
+    """njit(**options) with the disk cache of emulator/_jit_cache.py (instead of cache=True), as a
+    `Kernel`.  With NUMBA_DISABLE_JIT=1, the plain Python function (as numba's decorators do)."""
+    targetoptions = dict(options, nopython=True, **_NO_WRAPPERS)
+
+    def decorate(fn):
+        if config.DISABLE_JIT:
+            return fn
+        return disk_cached(Kernel(py_func=fn, locals={}, targetoptions=targetoptions))
+    return decorate
 
 
 jit = _decorator(**_OPTIONS, _nrt=False)
@@ -39,3 +81,7 @@ jit_alloc = _decorator(**_OPTIONS, _nrt=True)  # explicit: a callee inherits an 
 # - an array-to-array slice assignment pulls in numba's shape-mismatch error formatting (several
 #   seconds of compiling); the kernels copy with element loops instead.
 inline_jit = _decorator(**_OPTIONS, _nrt=False, inline="always")
+# - `llvm_inline_jit`: compiled on its own (numba types and lowers it once, and the first run's
+#   compile helper can do it: emulator/_compile_helper.py), then inlined by LLVM into its callers
+#   (LLVM's alwaysinline): the machine code of an `inline_jit` function without numba inlining it.
+llvm_inline_jit = _decorator(**dict(_OPTIONS, forceinline=True), _nrt=False)

@@ -14,7 +14,7 @@ import numpy as np
 from .common import MASK32, fail, u32
 from .control import count_instruction, loop_break, loop_end, loop_start, uncount_instruction
 from .dma import h_prefetch, h_store, store_pages_needed
-from .jit import jit
+from .jit import jit, llvm_inline_jit, python_entry
 from .matrix import m_bmm, m_bmm_wo, m_bmv, m_bmv_wo, m_btmm, m_mm, m_mm_wo, m_mv, m_mv_wo
 from .scalar import FP_ADD, FP_EXP, FP_MAX, FP_MUL, FP_RECI, FP_SQRT, FP_SUB, s_fp, s_ld_st_fp, s_ld_st_int
 from .state import (
@@ -109,6 +109,60 @@ def _log_operands(row, pc, rd, rs1, rs2, gp, areg, ctrl, loops):
     row[OPLOG_TOP_LOOP_REG] = loops[sp - 1, L_REG] if sp > 0 else -1  # the register C_BREAK clears
 
 
+# The matrix and the vector instructions each have a function of their own, inlined into the run
+# loop by LLVM (a call measured 5-20% slower on matrix-heavy code) but not by numba, so that the
+# first run on an empty cache can compile them in its helper process while it compiles the DMA
+# kernels (emulator/_compile_helper.py): their kernels are `inline_jit` and would otherwise be typed
+# and lowered as part of the loop.
+@llvm_inline_jit
+def _matrix_op(h, rd, rs1, rs2, imm18, gp, vram, mram, macc, vacc, hmacc, hvacc, params, ctrl, rows, vals,
+               err, pc):
+    if h == H_M_MM or h == H_M_TMM:
+        # M_TMM names its operands the other way round.  The flag is a run-time bool: literal
+        # True/False arguments would compile m_mm (and its summation kernels) twice.
+        transposed = h == H_M_TMM
+        m_reg, v_reg = (rs2, rs1) if transposed else (rs1, rs2)
+        return m_mm(transposed, gp[m_reg], gp[v_reg], vram, mram, macc, params, rows, err, pc)
+    if h == H_M_MM_WO:
+        stride = 1 if rs1 == 0 else gp[rs1]
+        return m_mm_wo(u32(gp[rd] + imm18), stride, vram, macc, params, ctrl, vals, err, pc)
+    if h == H_M_MV or h == H_M_TMV:
+        return m_mv(h == H_M_TMV, gp[rs1], gp[rs2], vram, mram, vacc, params, rows, err, pc)
+    if h == H_M_MV_WO:
+        return m_mv_wo(u32(gp[rd] + imm18), vram, vacc, params, ctrl, vals, err, pc)
+    if h == H_M_BMM:
+        return m_bmm(gp[rs1], gp[rs2], vram, mram, hmacc, params, rows, err, pc)
+    if h == H_M_BTMM:
+        return m_btmm(gp[rs1], gp[rs2], vram, mram, hmacc, params, rows, err, pc)
+    if h == H_M_BMV or h == H_M_BTMV:
+        return m_bmv(h == H_M_BTMV, u32(gp[rs1] + gp[rd]), gp[rs2], vram, mram, hvacc, params, rows, err, pc)
+    if h == H_M_BMM_WO:
+        return m_bmm_wo(u32(gp[rd] + imm18), vram, hmacc, params, ctrl, err, pc)
+    return m_bmv_wo(u32(gp[rd] + imm18), vram, hvacc, params, ctrl, err, pc)   # H_M_BMV_WO
+
+
+@llvm_inline_jit
+def _vector_op(h, funct1, rd, rs1, rs2, rs3, vram, fpr, fpsram, intsram, gp, ctrl, params, rows, err, pc):
+    if h <= H_V_RECI_V:
+        is_vf = h == H_V_ADD_VF or h == H_V_SUB_VF or h == H_V_MUL_VF or h == H_V_MAX_VF or h == H_V_MIN_VF
+        code = _vector_code(h)
+        if h == H_V_SUB_VF and funct1 != 0:
+            code = EW_SUB_REV
+        return v_elementwise(code, rs3 != 0, rd, rs1, rs2, is_vf, vram, fpr, gp, ctrl, params, rows, err, pc)
+    if h == H_V_RED_SUM:
+        if rd == 0:  # writes to f0 are 0-cycle no-ops (the cost table says 0 too)
+            return True
+        return v_red_sum(rs3 != 0, rd, rs1, vram, fpr, gp, ctrl, params, rows, err, pc)
+    if h == H_V_RED_MAX:
+        if rd == 0:
+            return True
+        return v_red_max(rd, rs1, vram, fpr, gp, params, rows, err, pc)
+    if h == H_V_SHFT_V:
+        return v_shift(rd, rs1, rs2, vram, gp, ctrl, params, err, pc)
+    return v_topk(rs3, rd, rs1, rs2, vram, fpsram, intsram, gp, params, rows, err, pc)   # H_V_TOPK
+
+
+@python_entry
 @jit
 def run_loop(dec, counters, gp, fpr, areg, ctrl, loops, params, vram, mram, fpsram, intsram,
              macc, vacc, hmacc, hvacc, pt, pool, ts, e4m3, e8m0, rows, blk, seen, vals, ebuf, sbuf,
@@ -192,45 +246,12 @@ def run_loop(dec, counters, gp, fpr, areg, ctrl, loops, params, vram, mram, fpsr
                           vals, ebuf, sbuf, err, pc, np.bool_(True))
             ok = end >= 0
             cost = end - now
-        elif h == H_M_MM or h == H_M_TMM:
-            # M_TMM names its operands the other way round.  The flag is a run-time bool: literal
-            # True/False arguments would compile m_mm (and its summation kernels) twice.
-            transposed = h == H_M_TMM
-            m_reg, v_reg = (rs2, rs1) if transposed else (rs1, rs2)
-            ok = m_mm(transposed, gp[m_reg], gp[v_reg], vram, mram, macc, params, rows, err, pc)
-        elif h == H_M_MM_WO:
-            stride = 1 if rs1 == 0 else gp[rs1]
-            ok = m_mm_wo(u32(gp[rd] + imm18), stride, vram, macc, params, ctrl, vals, err, pc)
-        elif h == H_M_MV or h == H_M_TMV:
-            ok = m_mv(h == H_M_TMV, gp[rs1], gp[rs2], vram, mram, vacc, params, rows, err, pc)
-        elif h == H_M_MV_WO:
-            ok = m_mv_wo(u32(gp[rd] + imm18), vram, vacc, params, ctrl, vals, err, pc)
-        elif h == H_M_BMM:
-            ok = m_bmm(gp[rs1], gp[rs2], vram, mram, hmacc, params, rows, err, pc)
-        elif h == H_M_BTMM:
-            ok = m_btmm(gp[rs1], gp[rs2], vram, mram, hmacc, params, rows, err, pc)
-        elif h == H_M_BMV or h == H_M_BTMV:
-            ok = m_bmv(h == H_M_BTMV, u32(gp[rs1] + gp[rd]), gp[rs2], vram, mram, hvacc, params, rows, err, pc)
-        elif h == H_M_BMM_WO:
-            ok = m_bmm_wo(u32(gp[rd] + imm18), vram, hmacc, params, ctrl, err, pc)
-        elif h == H_M_BMV_WO:
-            ok = m_bmv_wo(u32(gp[rd] + imm18), vram, hvacc, params, ctrl, err, pc)
-        elif h >= H_V_ADD_VV and h <= H_V_RECI_V:
-            is_vf = h == H_V_ADD_VF or h == H_V_SUB_VF or h == H_V_MUL_VF or h == H_V_MAX_VF or h == H_V_MIN_VF
-            code = _vector_code(h)
-            if h == H_V_SUB_VF and dec[pc, D_FUNCT1] != 0:
-                code = EW_SUB_REV
-            ok = v_elementwise(code, rs3 != 0, rd, rs1, rs2, is_vf, vram, fpr, gp, ctrl, params, rows, err, pc)
-        elif h == H_V_RED_SUM:
-            if rd != 0:  # writes to f0 are 0-cycle no-ops (the cost table says 0 too)
-                ok = v_red_sum(rs3 != 0, rd, rs1, vram, fpr, gp, ctrl, params, rows, err, pc)
-        elif h == H_V_RED_MAX:
-            if rd != 0:
-                ok = v_red_max(rd, rs1, vram, fpr, gp, params, rows, err, pc)
-        elif h == H_V_SHFT_V:
-            ok = v_shift(rd, rs1, rs2, vram, gp, ctrl, params, err, pc)
-        elif h == H_V_TOPK:
-            ok = v_topk(rs3, rd, rs1, rs2, vram, fpsram, intsram, gp, params, rows, err, pc)
+        elif h >= H_M_MM and h <= H_M_BMV_WO:
+            ok = _matrix_op(h, rd, rs1, rs2, imm18, gp, vram, mram, macc, vacc, hmacc, hvacc, params, ctrl, rows,
+                            vals, err, pc)
+        elif h >= H_V_ADD_VV and h <= H_V_TOPK:
+            ok = _vector_op(h, dec[pc, D_FUNCT1], rd, rs1, rs2, rs3, vram, fpr, fpsram, intsram, gp, ctrl, params,
+                            rows, err, pc)
         elif h >= H_S_ADD_FP and h <= H_S_SQRT_FP:
             if rd != 0:
                 ok = s_fp(_fp_code(h), rd, rs1, rs2, fpr, err, pc)

@@ -40,7 +40,7 @@ from numba import types
 from numba.typed import Dict
 
 from ..core.dma import h_prefetch, h_store, prefetch_blocks, store_blocks
-from ..core.jit import inline_jit, jit, jit_alloc
+from ..core.jit import inline_jit, jit, jit_alloc, python_entry
 from ..core.loop import H_H_PREFETCH_M, H_H_PREFETCH_V, H_H_STORE_V
 from ..core.state import (
     CTRL_SIZE, D_COST, D_HANDLER, D_IMM18, D_RD, D_RS1, D_RS2, D_RS3, NOW, OPLOG_AREG_RS2, OPLOG_PC,
@@ -94,6 +94,7 @@ def decode_stall_key(key: int) -> tuple[int, int, int, int]:
 
 # The typed dicts are made and read in cached compiled code: Dict.empty() and iterating a dict from
 # Python compile numba's dict helpers (~16 functions, ~1 s of CPU) in every process.
+@python_entry
 @jit_alloc
 def _int64_dict():
     return Dict.empty(key_type=types.int64, value_type=types.int64)
@@ -107,6 +108,7 @@ def new_stall_dict():
     return _int64_dict()
 
 
+@python_entry
 @jit_alloc
 def dict_items(d):
     """(keys, values) of an int64 -> int64 typed dict, as two arrays in its iteration order."""
@@ -169,6 +171,7 @@ def _commit(res, row, write, dyn, end, dep_fin):
             res[row, R_DEP] = dep_fin
 
 
+@python_entry
 @jit_alloc  # the typed dicts need numba's runtime
 def schedule(oplog, n_rows, first_row, dec, params, base, unit_of, occupancy, res, hbm_index, hbm_res,
              sc, units, qstart, qdyn, per_pc, dyn, stalls, fr, fw, hb, ts, dgp, dareg, dctrl, dvram, dmram,
@@ -331,6 +334,7 @@ def schedule(oplog, n_rows, first_row, dec, params, base, unit_of, occupancy, re
     return SCHED_DONE, n_rows
 
 
+@python_entry
 @jit
 def critical_path(dyn, last_dyn, out):
     """out[pc] += cycles of the chain of binding events from the last instruction back to 0.
