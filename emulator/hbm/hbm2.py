@@ -946,6 +946,10 @@ def hbm2_read_batch(st, now, block_addrs, n):
     st[H_NEXT] = clk
     if st[H_MEMO] == 0:
         return _model_read_batch(st, clk, block_addrs, n)
+    if n > MEMO_MAX_BLOCKS or not _quad_drained(st, _channel_of(block_addrs[0]) // QUAD_CHANNELS):
+        # (the first block's quad: the common way not to fit, checked before anything else)
+        st[H_MEMO_SKIPS] += 1
+        return _model_read_batch(st, clk, block_addrs, n)
     misses = st[H_MEMO_MISS_RUN]
     if misses >= MEMO_REST_AFTER and misses % MEMO_PROBE_EVERY != 0:
         st[H_MEMO_MISS_RUN] = misses + 1
@@ -973,20 +977,26 @@ def _model_read_batch(st, clk, block_addrs, n):
     st[H_LAST_SERVE] = -1
     read = np.int64(0)
     flags = np.int64(RETRY)
-    last_block = (n - 1) << TX_PER_BLOCK_BITS
-    for q in range(n << TX_PER_BLOCK_BITS):
-        addr = block_addrs[q >> TX_PER_BLOCK_BITS] + ((q & ((1 << TX_PER_BLOCK_BITS) - 1)) << TX_BITS)
-        ch = _channel_of(addr)
-        if q == last_block:
+    mirrored = st[H_MIRRORED]
+    for b in range(n):
+        block = block_addrs[b]
+        if b == n - 1:
             # the last block's transfers go to 4 different channels, each its channel's last
             # transfer of the batch: those channels can finish their share right away
             flags |= DRAIN
-        if _is_mirror(st, ch):
-            continue   # accepted when its quad's channel 0 accepts its twin
-        accepted = _run(st, ch, CH_BASE + ch * CH_SIZE, clk, addr, read, flags)
-        if accepted != clk:
-            clk = accepted
-            st[H_NEXT] = clk
+        ch0 = _channel_of(block)
+        j = 0
+        j_end = QUAD_CHANNELS
+        if mirrored >> (ch0 // QUAD_CHANNELS) & 1:
+            # only the transfer to the quad's channel 0; its twins are accepted when it is
+            j = ch0 % QUAD_CHANNELS
+            j_end = j + 1
+        for j in range(j, j_end):
+            ch = ch0 ^ j
+            accepted = _run(st, ch, CH_BASE + ch * CH_SIZE, clk, block + (j << TX_BITS), read, flags)
+            if accepted != clk:
+                clk = accepted
+                st[H_NEXT] = clk
     no_request = np.int64(-1)
     for ch in range(N_CH):
         cb = CH_BASE + ch * CH_SIZE
@@ -1007,20 +1017,21 @@ def _model_read_batch(st, clk, block_addrs, n):
 #  * channels are interchangeable, and so are the pseudochannels of a channel, the bank groups of
 #    a pseudochannel and the banks of a group (every constraint is per node, the same for all
 #    nodes of a level; FR-FCFS, the PRE veto and forwarding compare ids only for equality).
-# The key: per block its quad (the 4 channels its transfers go to), the XOR of its first channel
-# with the quad's first block's, its bank renamed in order of first appearance (pseudochannel,
-# then bank group within it, then bank within that), its row's index among the batch's distinct
-# rows; then per touched channel (renamed the same way), of the touched nodes, the ready cycles
-# relative to clk + 1 clamped at 0, the 3 newest ACT times (as the nFAW limit they impose,
-# relative and clamped) and which batch row each bank has open.  (Not the write mode: with only
-# the batch's reads queued, the first tick that decides anything sets it off, whatever it was.)
-# Only batches
-# whose touched channels hold no request and no unserved read at the start are keyed (a queued
-# write would need its address in the key for forwarding): at the end of such a batch they are
-# drained again.  A record stores the key and the outcome: the end, and per touched channel its
-# final write mode, last serve and node state relative to clk + 1, with KEEP where a value was
-# not raised past clk + 1 (it stays what it was: max with raises that small, which only the
-# nFAW limit of an old ACT can make, is redone on replay).  Both are written to / read from the
+# The key: per block its quad (renamed in order of first appearance; which channel of the quad
+# a transfer goes to does not matter, the quad's channels being mirrors), its bank renamed in
+# order of first appearance (pseudochannel, then bank group within it, then bank within that),
+# and its row's index among the batch's distinct rows; then per touched quad, of its channel 0,
+# the touched nodes' ready cycles relative to clk + 1 clamped at 0, the 3 newest ACT times (as
+# the nFAW limit they impose, relative and clamped) and which batch row each bank has open.
+# (Not the write mode: with only the batch's reads queued, the first tick that decides anything
+# sets it off, whatever it was.)  Only batches whose touched quads are mirrored and hold no
+# request and no unserved read at the start are keyed (a queued write would need its address
+# in the key for forwarding): at the end of such a batch they are drained again.  A record
+# stores the key and the outcome: the end, and per touched quad its channel 0's final write
+# mode, last serve and node state relative to clk + 1, with KEEP where a value was not raised
+# past clk + 1: it stays what it was.  (The only raises that small a batch makes are the nFAW
+# limits its ACTs draw from ACTs older than nFAW; each such ACT raises the same ready_pc[ACT] to
+# its own issue + 2 > clk + 1 anyway, so they never show.)  Both are written to / read from the
 # touched channels brought to the batch end, which is what the model's lazy channels reach at
 # their next use anyway.  A lookup compares the whole key (the hash only picks the bucket).
 @jit
@@ -1034,11 +1045,10 @@ def _quad_drained(st, quad):
 
 @jit
 def _memo_key(st, clk, block_addrs, n):
-    """Build the normalised key of a read batch at `clk` in the memo's key area; return its
-    length, or 0 if the batch cannot be keyed.  Brings the touched channels to `clk`."""
+    """Build the normalised key of a read batch of at most MEMO_MAX_BLOCKS at `clk` in the memo's
+    key area; return its length, or 0 if the batch cannot be keyed.  Brings the touched channels
+    to `clk`."""
     m = st[H_MEMO]
-    if n > MEMO_MAX_BLOCKS or not _quad_drained(st, _channel_of(block_addrs[0]) // QUAD_CHANNELS):
-        return 0   # (the first block's quad, checked before anything else: the common way to fail)
     for i in range(m + M_QUAD, m + M_BG_COUNT):
         st[i] = -1
     for i in range(m + M_BG_COUNT, m + M_BG_LIST):
@@ -1286,22 +1296,15 @@ def _memo_replay(st, clk, record, n):
                 hist = cb + C_ACTH + pc * FAW_WINDOW
                 acts = st[o]
                 o += 1
-                # the nFAW limits the batch's first ACTs drew from ACTs older than the batch
-                # (those too old to be in the key are not in the outcome)
-                faw = np.int64(-1)
-                for i in range(1, min(acts, FAW_WINDOW - 1) + 1):
-                    old = st[hist + FAW_WINDOW - 1 - i]
-                    if old >= 0:
-                        faw = max(faw, old + N_FAW)
                 for i in range(FAW_WINDOW - 1, acts - 1, -1):
                     st[hist + i] = st[hist + i - acts]
                 for i in range(acts):
                     st[hist + i] = lo + st[o + i]
                 o += FAW_WINDOW
                 for f in range(N_CMD):
-                    at = lo + st[o] if st[o] != KEEP else (faw if f == ACT else np.int64(-1))
-                    _raise_ready(st, cb + C_RPC + pc * N_CMD + f, cb + C_EFF + f * BANKS + pc * BANKS_PER_PC,
-                                 np.int64(BANKS_PER_PC), at)
+                    if st[o] != KEEP:
+                        _raise_ready(st, cb + C_RPC + pc * N_CMD + f, cb + C_EFF + f * BANKS + pc * BANKS_PER_PC,
+                                     np.int64(BANKS_PER_PC), lo + st[o])
                     o += 1
             for i in range(st[m + M_USED]):
                 g = st[m + M_BG_LIST + i]
