@@ -314,3 +314,41 @@ def test_accumulate_lane_dots_equals_the_per_output_definitions(case, order, mis
             dot = ordered_out(order, misalign, x[i], 1, 1, w, 1 + n * wn, 1, k_len)
             want = add_nan_second(acc[i, n], F32(dot * F32(scale)))
             assert _bits(got[i, n]) == _bits(want), (i, n)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from([(64, 16), (128, 32), (256, 64), (128, 64)]), st.integers(0, 3), st.integers(0, 2**32 - 1),
+       st.booleans())
+def test_m_btmv_instruction_equals_the_per_output_definitions(shape, head, seed, with_nan):
+    """The whole M_BTMV as the run loop calls it, on both of its paths (HLEN >= 32: each output's
+    tile row read as it is; shorter heads: the tile transposed), against `btmv_dot` per head and
+    output, scaled by 0.25 and added to the accumulator; the head offset ho = head * HLEN sets the
+    gemv's misalignment."""
+    from emulator.core import matrix as mx
+    from emulator.core import state as S
+    mlen, hlen = shape
+    nb = mlen // hlen
+    ho = (head % nb) * hlen
+    rng = np.random.default_rng(seed)
+    params = np.zeros(S.PARAMS_SIZE, np.int64)
+    params[S.P_MLEN] = params[S.P_VLEN] = mlen
+    params[S.P_BLEN], params[S.P_HLEN], params[S.P_BROADCAST] = 4, hlen, nb
+    params[S.P_VRAM_DEPTH], params[S.P_MRAM_TILES] = 2, 2
+    x = (rng.standard_normal(mlen) * np.exp2(rng.integers(-10, 11, mlen))).astype(F32)
+    if with_nan:
+        x[rng.integers(0, mlen)] = np.uint32(0x7FC00123).view(F32)
+    vram = np.zeros((2, mlen), np.uint16)
+    vram[1] = (x.view(np.uint32) >> 16).astype(np.uint16)
+    tile = (rng.standard_normal((mlen, mlen)) * np.exp2(rng.integers(-10, 11, (mlen, mlen)))).astype(F32)
+    mram = np.stack([np.zeros(mlen * mlen, F32), tile.reshape(-1)])
+    acc = rng.standard_normal((nb, mlen)).astype(F32)
+    got = acc.copy()
+    scratch = np.full(mx.scratch_shape(mlen, mlen), np.nan, F32)   # stale scratch must not leak in
+    err = np.zeros(S.ERR_SIZE, np.int64)
+    assert mx.m_bmv(True, mlen * mlen + ho, mlen, vram, mram, got, params, scratch, err, 0), err
+    xb = (vram[1].astype(np.uint32) << 16).view(F32)
+    for a in range(nb):
+        for n in range(mlen):
+            dot = btmv_dot(xb, a * hlen, tile[n], ho, hlen)
+            want = add_nan_second(acc[a, n], F32(dot * F32(0.25)))
+            assert _bits(got[a, n]) == _bits(want), (a, n)

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from numba import njit
 from numba.core.errors import TypingError
 
-from emulator.core.simd import LANES, vadd, vload, vmul, vsplat, vstore, vzero
+from emulator.core.simd import LANES, vadd, vlane, vload, vload_quads, vmul, vsplat, vsplat_quad, vstore, vwith_lane, vzero
 
 F32 = np.float32
 
@@ -66,3 +66,22 @@ def _load_first(arr):
 def test_load_refuses_arrays_whose_lanes_are_not_16_contiguous_f32(arr):
     with pytest.raises(TypingError):
         _load_first(arr)
+
+
+@njit(cache=False)
+def _quads_times_quad(w, i0, i1, i2, i3, x, xi, out):
+    v = vwith_lane(vmul(vsplat_quad(x, xi), vload_quads(w, i0, i1, i2, i3)), 15, np.float32(-1.5))
+    for lane in range(LANES):
+        out[lane] = vlane(v, lane)
+
+
+def test_quad_loads_place_four_outputs_four_lanes_each():
+    """vload_quads puts w[i_j + r] at lane 4j + r, vsplat_quad x[xi + r] at every lane 4j + r;
+    vlane reads a lane and vwith_lane replaces one."""
+    w = np.arange(100, dtype=F32)
+    x = np.array([0, 0, 2, 3, 5, 7, 0], F32)
+    out = np.zeros(LANES, F32)
+    _quads_times_quad(w, 40, 3, 91, 3, x, 2, out)
+    want = np.array([w[i + r] * x[2 + r] for i in (40, 3, 91, 3) for r in range(4)], F32)
+    want[15] = -1.5
+    assert out.tolist() == want.tolist()

@@ -122,7 +122,9 @@ import numpy as np
 
 from .jit import jit
 from .numerics import add_nan_first, add_nan_second, mul_nan_first
-from .simd import LANES, vadd, vany_nan, vload, vmul, vsplat, vsplat_at, vstore, vzero
+from .simd import (
+    LANES, vadd, vany_nan, vlane, vload, vload_quads, vmul, vsplat, vsplat_at, vsplat_quad, vstore, vwith_lane, vzero,
+)
 
 # Order codes of the plain (M_MM family) and transposed (M_TMM) sgemm calls; `sgemm_orders`
 # picks them per machine, the kernels below implement them.
@@ -548,10 +550,12 @@ def accumulate_products(order, misalign, x, xo, xs, w, wo, ws, k_len, nb, nn, ac
 
 
 # Lane orders (LANES4, GEMV) straight from the rows: each output's four k-interleaved partial sums
-# and four outputs side by side are 16 independent accumulators, and no operand is transposed (each
-# element of a transposed gemv's matrix is used once, and M_TMM's by B <= 8 outputs: transposing it
-# cost as much as the products).  bench_matrix: M_TMV and M_TMM at BLEN 4 went from 2.1-4.9x the
-# limit kernel to 0.4-1.9x.
+# are four consecutive k, so four outputs' lanes are one register of four 4-float loads, and no
+# operand is transposed (each element of a transposed gemv's matrix is used once, M_TMM's by B <= 8
+# outputs and M_BTMV's by its heads: transposing cost as much as the products).  bench_matrix: M_TMV
+# and M_TMM at BLEN 4 went from 2.1-4.9x the limit kernel to 0.4-1.9x (16 scalar sums), and to
+# 0.3-1.6x in registers; M_BTMV at MLEN 256 / HLEN 64 from 9-12x (transposed) to 2.4-3.0x
+# (matrix.LANE_DOTS_MIN_K: shorter heads stay transposed).
 
 @jit
 def lane_split(order, misalign, k_len):
@@ -566,67 +570,48 @@ def lane_split(order, misalign, k_len):
     return (r_end - 1) % 4 + 1, r_end, True
 
 
-U1, U2, U3 = np.uint64(1), np.uint64(2), np.uint64(3)
-
-
 @jit
-def _dots4(x, xo, w, o0, o1, o2, o3, head, r_end, k_len, lanes, sums, n0, g):
-    """sums[n0 + j] (j < g) = sum_k x[xo + k] * w[oj + k] in a lane order (`lane_split`): the 16 lane
-    sums of four outputs stay in registers across k, 16 independent add chains in flight.  (LLVM
-    keeps them scalar: its SLP vectoriser does not pack loop-carried sums.)  Indices are unsigned,
-    so numba adds no negative-index wrap-around to each load."""
-    z = np.float32(0.0)
-    s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = z
-    s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = z
-    px, p0, p1, p2, p3 = np.uint64(xo), np.uint64(o0), np.uint64(o1), np.uint64(o2), np.uint64(o3)
-    for k in range(head):
-        u = np.uint64(k)
-        xv = x[px + u]
-        s00 = s00 + xv * w[p0 + u]
-        s10 = s10 + xv * w[p1 + u]
-        s20 = s20 + xv * w[p2 + u]
-        s30 = s30 + xv * w[p3 + u]
+def _dots8(x, xo, w, wo, wn, n0, g, head, r_end, k_len, lanes, sums):
+    """sums[n0 + j] (j < g <= 8) = sum_k x[xo + k] * w[wo + (n0 + j)*wn + k] in a lane order
+    (`lane_split`).  The four k-interleaved lanes of four outputs are one register (simd.py:
+    `vload_quads`, lane 4j + r = output j's lane r), two registers for eight outputs, so that two
+    add chains are in flight; the k-order head (into lane 0) and tail are scalar.  Outputs past g
+    repeat the last one (not stored)."""
+    o0 = wo + n0 * wn
+    o1 = wo + (n0 + min(1, g - 1)) * wn
+    o2 = wo + (n0 + min(2, g - 1)) * wn
+    o3 = wo + (n0 + min(3, g - 1)) * wn
+    o4 = wo + (n0 + min(4, g - 1)) * wn
+    o5 = wo + (n0 + min(5, g - 1)) * wn
+    o6 = wo + (n0 + min(6, g - 1)) * wn
+    o7 = wo + (n0 + min(7, g - 1)) * wn
+    h0 = h1 = h2 = h3 = h4 = h5 = h6 = h7 = np.float32(0.0)
+    for k in range(head):          # GEMV's head, in k order, into each output's lane 0
+        xv = x[xo + k]
+        h0 = h0 + xv * w[o0 + k]
+        h1 = h1 + xv * w[o1 + k]
+        h2 = h2 + xv * w[o2 + k]
+        h3 = h3 + xv * w[o3 + k]
+        h4 = h4 + xv * w[o4 + k]
+        h5 = h5 + xv * w[o5 + k]
+        h6 = h6 + xv * w[o6 + k]
+        h7 = h7 + xv * w[o7 + k]
+    low = vwith_lane(vwith_lane(vwith_lane(vwith_lane(vzero(), 0, h0), 4, h1), 8, h2), 12, h3)
+    high = vwith_lane(vwith_lane(vwith_lane(vwith_lane(vzero(), 0, h4), 4, h5), 8, h6), 12, h7)
     for k in range(head, r_end, 4):
-        u = np.uint64(k)
-        x0 = x[px + u]
-        x1 = x[px + u + U1]
-        x2 = x[px + u + U2]
-        x3 = x[px + u + U3]
-        s00 = s00 + x0 * w[p0 + u]
-        s01 = s01 + x1 * w[p0 + u + U1]
-        s02 = s02 + x2 * w[p0 + u + U2]
-        s03 = s03 + x3 * w[p0 + u + U3]
-        s10 = s10 + x0 * w[p1 + u]
-        s11 = s11 + x1 * w[p1 + u + U1]
-        s12 = s12 + x2 * w[p1 + u + U2]
-        s13 = s13 + x3 * w[p1 + u + U3]
-        s20 = s20 + x0 * w[p2 + u]
-        s21 = s21 + x1 * w[p2 + u + U1]
-        s22 = s22 + x2 * w[p2 + u + U2]
-        s23 = s23 + x3 * w[p2 + u + U3]
-        s30 = s30 + x0 * w[p3 + u]
-        s31 = s31 + x1 * w[p3 + u + U1]
-        s32 = s32 + x2 * w[p3 + u + U2]
-        s33 = s33 + x3 * w[p3 + u + U3]
-    if lanes:
-        s00 = (s00 + s02) + (s01 + s03)
-        s10 = (s10 + s12) + (s11 + s13)
-        s20 = (s20 + s22) + (s21 + s23)
-        s30 = (s30 + s32) + (s31 + s33)
-    for k in range(r_end, k_len):
-        u = np.uint64(k)
-        xv = x[px + u]
-        s00 = s00 + xv * w[p0 + u]
-        s10 = s10 + xv * w[p1 + u]
-        s20 = s20 + xv * w[p2 + u]
-        s30 = s30 + xv * w[p3 + u]
-    sums[n0] = s00
-    if g > 1:
-        sums[n0 + 1] = s10
-    if g > 2:
-        sums[n0 + 2] = s20
-    if g > 3:
-        sums[n0 + 3] = s30
+        xq = vsplat_quad(x, xo + k)
+        low = vadd(low, vmul(xq, vload_quads(w, o0 + k, o1 + k, o2 + k, o3 + k)))
+        high = vadd(high, vmul(xq, vload_quads(w, o4 + k, o5 + k, o6 + k, o7 + k)))
+    for j in range(g):
+        v = low if j < 4 else high
+        b = 4 * (j % 4)
+        s = vlane(v, b)
+        if lanes:
+            s = (s + vlane(v, b + 2)) + (vlane(v, b + 1) + vlane(v, b + 3))
+        oj = wo + (n0 + j) * wn
+        for k in range(r_end, k_len):
+            s = s + x[xo + k] * w[oj + k]
+        sums[n0 + j] = s
 
 
 @jit
@@ -638,11 +623,6 @@ def accumulate_lane_dots(order, misalign, x, xo, w, wo, wn, k_len, nb, nn, acc, 
     one = np.int64(1)
     for i in range(nb):
         x_row = x[i]
-        for n0 in range(0, nn, 4):
-            g = min(4, nn - n0)
-            o0 = wo + n0 * wn             # outputs past nn repeat the last one (not stored)
-            o1 = wo + (n0 + min(1, g - 1)) * wn
-            o2 = wo + (n0 + min(2, g - 1)) * wn
-            o3 = wo + (n0 + min(3, g - 1)) * wn
-            _dots4(x_row, xo, w, o0, o1, o2, o3, head, r_end, k_len, lanes, sums, n0, g)
+        for n0 in range(0, nn, 8):
+            _dots8(x_row, xo, w, wo, wn, n0, min(8, nn - n0), head, r_end, k_len, lanes, sums)
         _accumulate_row(order, misalign, x_row, xo, one, w, wo, one, wn, k_len, nn, sums, acc[i], scale)

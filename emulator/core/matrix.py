@@ -6,10 +6,10 @@ orders are verified at which shapes.  The order codes come in `params` (chosen b
 machine is built).  Each op lays its operands out once per instruction in the f32 scratch (X rows
 from VRAM; W[k, n] contiguous in n, a transposed tile copied so) and hands the whole instruction to
 `matmul_order.accumulate_products`, which computes the independent outputs side by side (SIMD)
-and each output in its own order.  M_TMM at BLEN <= 8 and M_TMV (lane orders over the whole of
-K, few outputs, each tile element used by at most B of them) go to
+and each output in its own order.  M_TMM at BLEN <= 8, M_TMV and M_BTMV with HLEN >= 32 (lane
+orders, each output's operand a tile row, each tile element used by at most B outputs or A heads) go to
 `matmul_order.accumulate_lane_dots` instead, which reads the tile rows as they are and keeps
-four outputs' four k-interleaved partial sums in registers.
+four outputs' four k-interleaved partial sums in one register.
 """
 
 import numpy as np
@@ -31,6 +31,10 @@ from .state import (
 # 32.4 s of CPU inlined, 33.9 s as plain @jit kernels; the two are about even.
 # Constant int arguments are passed as np.int64(...): numba compiles a callee once per literal
 # argument value, and one compiled `accumulate_products` serves every op.
+# M_BTMV with HLEN >= this reads its tile rows as they are (accumulate_lane_dots); shorter heads are
+# transposed so that all M outputs run side by side (bench_matrix: at HLEN 16 the lane dots' per-output
+# head and tail cost more than the transpose, at HLEN 64 the transpose costs twice the lane dots).
+LANE_DOTS_MIN_K = 32
 BMM_SCALE = np.float32(0.25)  # the reference's bmm_scale register: fixed, no instruction writes it
 NO_SCALE = np.float32(1.0)    # x * 1 is exact (a NaN is quieted, as the accumulator update does anyway)
 
@@ -231,9 +235,13 @@ def m_bmv(transposed, m_addr, v_addr, vram, mram, hvacc, params, scratch, err, p
         return fail(err, E_BMV_SHAPE, pc, nb, m)
     h = params[P_HLEN]
     heads = scratch[0, :nb * h].reshape((nb, h))             # head a = lanes a*H .. a*H + H
+    # the gemv's matrix view starts ho floats into the 64-byte-aligned tile: misalign ho % 4
+    if h >= LANE_DOTS_MIN_K:   # output n's operand T[n][ho : ho + H], a tile row as it is
+        accumulate_lane_dots(np.int64(GEMV), ho % 4, heads, np.int64(0), mram[t], ho, m, h, nb, m, hvacc, BMM_SCALE,
+                             _work(scratch, m))
+        return True
     w, wo, ws = _flat(scratch), m * scratch.shape[1], m
     _transpose(mram[t], m, ho, h, m, w, wo)                   # W[k, n] = T[n][ho + k]
-    # the gemv's matrix view starts ho floats into the 64-byte-aligned tile
     accumulate_products(np.int64(GEMV), ho % 4, heads, np.int64(0), np.int64(1), w, wo, ws, h, nb, m, hvacc,
                         BMM_SCALE, _work(scratch, m))
     return True

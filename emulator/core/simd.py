@@ -141,6 +141,68 @@ def vany_nan(typingctx, value):
     return types.boolean(value), codegen
 
 
+_QUAD = ir.VectorType(ir.FloatType(), 4)
+
+
+def _shuffle_mask(lanes):
+    return ir.Constant(ir.VectorType(ir.IntType(32), len(lanes)), list(lanes))
+
+
+def _quad(context, builder, arr_type, arr, index_type, index):
+    ary = context.make_array(arr_type)(context, builder, arr)
+    i = context.cast(builder, index, index_type, types.intp)
+    return builder.load(builder.bitcast(builder.gep(ary.data, [i]), _QUAD.as_pointer()), align=4)
+
+
+@intrinsic
+def vload_quads(typingctx, arr, i0, i1, i2, i3):
+    """arr[i0 : i0 + 4], arr[i1 : i1 + 4], arr[i2 : i2 + 4], arr[i3 : i3 + 4] side by side: the lane
+    orders' four k-interleaved lanes of four outputs in one register."""
+    if not _is_f32_row(arr) or not all(isinstance(i, types.Integer) for i in (i0, i1, i2, i3)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        q = [_quad(context, builder, sig.args[0], args[0], sig.args[j + 1], args[j + 1]) for j in range(4)]
+        low = builder.shuffle_vector(q[0], q[1], _shuffle_mask(range(8)))
+        high = builder.shuffle_vector(q[2], q[3], _shuffle_mask(range(8)))
+        return builder.shuffle_vector(low, high, _shuffle_mask(range(LANES)))
+    return f32x16(arr, i0, i1, i2, i3), codegen
+
+
+@intrinsic
+def vsplat_quad(typingctx, arr, index):
+    """arr[index : index + 4] repeated four times."""
+    if not _is_f32_row(arr) or not isinstance(index, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        q = _quad(context, builder, sig.args[0], args[0], sig.args[1], args[1])
+        return builder.shuffle_vector(q, q, _shuffle_mask([0, 1, 2, 3] * 4))
+    return f32x16(arr, index), codegen
+
+
+@intrinsic
+def vlane(typingctx, value, index):
+    """Lane `index` (0..15) of a register."""
+    if value != f32x16 or not isinstance(index, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.extract_element(args[0], context.cast(builder, args[1], sig.args[1], types.int32))
+    return types.float32(value, index), codegen
+
+
+@intrinsic
+def vwith_lane(typingctx, value, index, lane_value):
+    """The register with lane `index` (0..15) replaced by `lane_value` (float32)."""
+    if value != f32x16 or not isinstance(index, types.Integer) or lane_value != types.float32:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.insert_element(args[0], args[2], context.cast(builder, args[1], sig.args[1], types.int32))
+    return f32x16(value, index, lane_value), codegen
+
+
 def _lanewise_type(a, b):
     return f32x16(a, b) if a == f32x16 and b == f32x16 else None
 
