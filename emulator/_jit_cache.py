@@ -232,10 +232,10 @@ def disk_cached(dispatcher, suffix: str = ""):
 
 
 # Measured: the first `emulate` of the shipped example with an empty NUMBA_CACHE_DIR on 2 cores
-# (bench/bench_compile.py, 2026-12-03 on the shared machine, load average ~2.5-4): this process
-# 22 s of CPU and its compile helper 20 s (the kernels without Python wrappers, the matrix and
-# vector kernels compiled by the helper), against 41 s of CPU in one process before, at the same
-# load; about 20 s of wall time when the second core is free.
+# (bench/bench_compile.py, 2026-12-03 on the shared machine at load average ~3): 33 s of wall time,
+# 21 s of CPU in the run and 15 s in its compile helper (50 s wall, 48.5 s CPU in one process before
+# the kernels lost their wrappers and machine code and the helper came); when the second core is
+# free, about 20 s.
 COLD_COMPILE_SECONDS = 20
 
 _announced = False

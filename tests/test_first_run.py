@@ -292,3 +292,64 @@ def test_a_claim_is_taken_over_from_a_dead_process_and_waited_for_while_its_owne
     finally:
         owner.kill()
         owner.wait()
+
+
+LINK_ONLY_PROBE = '''
+import sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+import kernels
+from kernels import entry, second_entry, twice
+total = {"entry": entry, "second_entry": second_entry}[sys.argv[2]](np.arange(4))
+lib = next(iter(twice.overloads.values())).library if twice.overloads else None
+engine = lib._codegen._engine if lib else None
+print(total, lib is not None and lib.link_only,
+      lib is not None and engine.is_symbol_defined(next(iter(twice.overloads.values())).fndesc.mangled_name),
+      twice(np.int64(5)), sum(twice._cache_hits.values()))
+'''
+
+KERNELS = '''
+from emulator.core.jit import jit, python_entry
+
+
+@jit
+def twice(x):
+    return 2 * x
+
+
+@python_entry
+@jit
+def entry(a):
+    s = 0
+    for v in a:
+        s += twice(v)
+    return s
+
+
+@python_entry
+@jit
+def second_entry(a):
+    s = 0
+    for v in a:
+        s += twice(v) + 1
+    return s
+'''
+
+
+def test_a_kernel_is_compiled_to_bitcode_for_its_callers_only(tmp_path):
+    """A kernel (`jit`) is compiled without module optimisation or machine code and cached as LLVM
+    bitcode (emulator/core/jit.py `_Library`): the entry point that links it in generates the code.
+    A kernel loaded from the cache links into a new caller; Python still calls it (through its
+    wrapped twin)."""
+    (tmp_path / "kernels.py").write_text(KERNELS)
+    env = _env(NUMBA_CACHE_DIR=str(tmp_path / "cache"), PLENA_COMPILE_HELPER="0")
+
+    def probe(which: str) -> list[str]:
+        done = subprocess.run([sys.executable, "-c", LINK_ONLY_PROBE, str(tmp_path), which], env=env,
+                              capture_output=True, text=True, check=True, timeout=300)
+        return done.stdout.split()
+
+    # cold: twice compiled for entry, link-only, no machine code of its own
+    assert probe("entry") == ["12", "True", "False", "10", "0"]
+    # twice loaded from the cache (bitcode) and linked into a caller compiled now
+    assert probe("second_entry") == ["16", "True", "False", "10", "1"]
