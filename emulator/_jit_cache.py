@@ -232,10 +232,10 @@ def disk_cached(dispatcher, suffix: str = ""):
 
 
 # Measured: the first `emulate` of the shipped example with an empty NUMBA_CACHE_DIR on 2 cores
-# (bench/bench_compile.py, 2026-12-03 on the shared machine at load average ~3): 33 s of wall time,
-# 21 s of CPU in the run and 15 s in its compile helper (50 s wall, 48.5 s CPU in one process before
-# the kernels lost their wrappers and machine code and the helper came); when the second core is
-# free, about 20 s.
+# (bench/bench_compile.py, 2026-12-03 on the shared machine at load average 1.8-3.4, medians of 3):
+# 32.9 s of wall time, 20.0 s of CPU in the run and 13.8 s in its compile helper (50.2 s wall,
+# 48.5 s CPU in one process before the kernels lost their wrappers and machine code and the helper
+# came); 20.1 s of wall time in the run that found the second core free.
 COLD_COMPILE_SECONDS = 20
 
 _announced = False
