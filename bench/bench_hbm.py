@@ -1,8 +1,6 @@
 """Cost of the HBM timing models: host time per simulated 64-byte block, the HBM2 model vs its
 oracle (tests/hbm2_oracle.py, the tick-by-tick model it replaced) vs the analytic estimate,
-measured in one process.  The HBM2 model runs as the product builds it (batch memo on) and with
-its memo off ("no memo"); "hits" is the share of read batches the memo replayed (in the last
-repeat; each run starts with an empty memo, so the first occurrence of every batch shape is a miss).
+measured in one process.
 
     python bench/bench_hbm.py [--repeats 7] [--instructions 200]
 
@@ -86,7 +84,6 @@ def _make_driver(read_fn, write_fn):
 # name: (new state, njit driver); built lazily (each driver compiles on first use)
 MODELS = {
     "hbm2": (hbm2.new_hbm2_state, (hbm2.hbm2_read_batch, hbm2.hbm2_write_block)),
-    "no memo": (lambda: hbm2.new_hbm2_state(memo_slots=0), (hbm2.hbm2_read_batch, hbm2.hbm2_write_block)),
     "oracle": (hbm2_oracle.new_hbm2_state, (hbm2_oracle.hbm2_read_batch, hbm2_oracle.hbm2_write_block)),
     "analytic": (lambda: new_timing_state("analytic"), (read_batch, write_block)),
 }
@@ -104,7 +101,7 @@ def _instruction(kind: str, rows: int, stride: int, offset: int, rng) -> tuple[i
     if kind == "prefetch":
         return OP_READ_BATCH, prefetch_batch(offset, rows, stride)
     if kind == "random":
-        # a prefetch of 1..64 rows at a random base and stride: nothing for the memo to replay
+        # a prefetch of 1..64 rows at a random base and stride
         base = 64 * int(rng.integers(0, 1 << 22))
         stride = int(rng.choice([DIM, 128, 4096, 8192, 64 * int(rng.integers(1, 3000))]))
         return OP_READ_BATCH, prefetch_batch(base, int(rng.integers(1, 65)), stride)
@@ -123,7 +120,7 @@ WORKLOADS = {
     "large program (PM, 4x PV, idle 300, SV)": [
         ("prefetch", 64, DIM, 4096), ("prefetch", 4, DIM, 256), ("prefetch", 4, DIM, 256),
         ("prefetch", 4, DIM, 256), ("prefetch", 4, DIM, 256), ("idle", 300, 0, 0), ("store", 4, DIM, 256)],
-    "cold: random prefetches (memo cannot hit)": [("random", 0, 0, 0)],
+    "random prefetches": [("random", 0, 0, 0)],
 }
 
 
@@ -148,43 +145,37 @@ def build_program(steps, n_instr: int):
     return np.array(kinds, dtype=np.int64), starts, np.array(idle, dtype=np.int64), blocks, accesses
 
 
-def run_program(model: str, program) -> tuple[float, int, float]:
-    """(host seconds, simulated end cycle, memo hit share or nan) of one run of `program` on a
-    fresh model state."""
+def run_program(model: str, program) -> tuple[float, int]:
+    """(host seconds, simulated end cycle) of one run of `program` on a fresh model state."""
     kinds, starts, idle, blocks, _ = program
     state = MODELS[model][0]()
     drive = _driver(model)
     start = time.thread_time()
     cycles = drive(state, kinds, starts, idle, blocks)
     elapsed = time.thread_time() - start
-    hits = float("nan")
-    if model == "hbm2":
-        stats = hbm2.memo_stats(state)
-        hits = stats["hits"] / max(1, stats["hits"] + stats["misses"] + stats["skips"] + stats["rests"])
-    return elapsed, int(cycles), hits
+    return elapsed, int(cycles)
 
 
 def run_workload(model: str, name: str, n_instr: int) -> tuple[float, int, int]:
     """Returns (host seconds, 64-byte block accesses, simulated cycles) for n_instr repetitions."""
     program = build_program(WORKLOADS[name], n_instr)
-    sec, cycles, _ = run_program(model, program)
+    sec, cycles = run_program(model, program)
     return sec, program[4], cycles
 
 
-def measure(name: str, models, n_instr: int, repeats: int) -> dict[str, tuple[float, int, float]]:
-    """{model: (median ns per block access, simulated cycles, memo hit share)}; models
+def measure(name: str, models, n_instr: int, repeats: int) -> dict[str, tuple[float, int]]:
+    """{model: (median ns per block access, simulated cycles)}; models
     interleaved per repeat so that load changes on the machine hit them alike."""
     program = build_program(WORKLOADS[name], n_instr)
     for model in models:
         run_program(model, build_program(WORKLOADS[name], 2))  # compile / warm up
     times: dict[str, list[float]] = {m: [] for m in models}
     cycles: dict[str, int] = {}
-    hits: dict[str, float] = {}
     for _ in range(repeats):
         for model in models:
-            sec, cycles[model], hits[model] = run_program(model, program)
+            sec, cycles[model] = run_program(model, program)
             times[model].append(sec / program[4] * 1e9)
-    return {m: (statistics.median(times[m]), cycles[m], hits[m]) for m in models}
+    return {m: (statistics.median(times[m]), cycles[m]) for m in models}
 
 
 def python_call_cost(model: str, calls: int = 20000) -> float:
@@ -203,25 +194,20 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--instructions", type=int, default=200, help="repetitions of each workload")
     args = ap.parse_args()
-    models = ("hbm2", "no memo", "oracle", "analytic")
-    print(f"{'workload':43s} {'oracle':>8s} {'hbm2':>8s} {'speed-up':>8s} {'hits':>5s} {'no memo':>8s} "
-          f"{'speed-up':>8s} {'analytic':>8s} {'cycles/rep':>10s}   (ns of CPU per 64-byte block, medians of {args.repeats})")
-    ratios, plain_ratios = [], []
+    models = ("hbm2", "oracle", "analytic")
+    print(f"{'workload':43s} {'oracle':>8s} {'hbm2':>8s} {'speed-up':>8s} "
+          f"{'analytic':>8s} {'cycles/rep':>10s}   (ns of CPU per 64-byte block, medians of {args.repeats})")
+    ratios = []
     for name in WORKLOADS:
         got = measure(name, models, args.instructions, args.repeats)
-        for model in ("no memo", "oracle"):
-            if got["hbm2"][1] != got[model][1]:
-                raise SystemExit(f"{name}: hbm2 and {model} disagree: {got['hbm2'][1]} vs {got[model][1]} cycles")
+        if got["hbm2"][1] != got["oracle"][1]:
+            raise SystemExit(f"{name}: hbm2 and the oracle disagree: {got['hbm2'][1]} vs {got['oracle'][1]} cycles")
         ratio = got["oracle"][0] / got["hbm2"][0]
-        plain_ratio = got["oracle"][0] / got["no memo"][0]
         ratios.append(ratio)
-        plain_ratios.append(plain_ratio)
-        print(f"{name:43s} {got['oracle'][0]:8.1f} {got['hbm2'][0]:8.1f} {ratio:7.2f}x {got['hbm2'][2]:5.0%} "
-              f"{got['no memo'][0]:8.1f} {plain_ratio:7.2f}x {got['analytic'][0]:8.1f} "
-              f"{got['hbm2'][1] / args.instructions:10.1f}")
-    for label, r in (("HBM2 model", ratios), ("HBM2 model without its memo", plain_ratios)):
-        print(f"{label} vs its oracle, speed-up per block, median over the workloads: "
-              f"{statistics.median(r):.2f}x (min {min(r):.2f}x, max {max(r):.2f}x)")
+        print(f"{name:43s} {got['oracle'][0]:8.1f} {got['hbm2'][0]:8.1f} {ratio:7.2f}x "
+              f"{got['analytic'][0]:8.1f} {got['hbm2'][1] / args.instructions:10.1f}")
+    print(f"HBM2 model vs its oracle, speed-up per block, median over the workloads: "
+          f"{statistics.median(ratios):.2f}x (min {min(ratios):.2f}x, max {max(ratios):.2f}x)")
     for model in ("hbm2", "analytic"):
         print(f"read_batch called from Python ({model}): {python_call_cost(model):.2f} us per call")
 

@@ -142,11 +142,11 @@ def random_calls(seed: int, n_calls: int):
 
 
 def run_both(seed: int, n_calls: int, pending_capacity: int = hbm2.DEFAULT_PENDING_CAPACITY,
-             calls_of=random_calls, memo_slots: int = hbm2.DEFAULT_MEMO_SLOTS, mirror_quads: bool = True) -> np.ndarray:
+             calls_of=random_calls, mirror_quads: bool = True) -> np.ndarray:
     """Drive the oracle and the model with calls_of(seed, n_calls), comparing after every call;
     returns the model's state."""
     old = oracle.new_hbm2_state()
-    new = hbm2.new_hbm2_state(pending_capacity=pending_capacity, memo_slots=memo_slots, mirror_quads=mirror_quads)
+    new = hbm2.new_hbm2_state(pending_capacity=pending_capacity, mirror_quads=mirror_quads)
     t = 0
     prev_now = 0
     one = np.zeros(1, dtype=np.int64)
@@ -198,7 +198,7 @@ def test_random_call_sequences_match_the_previous_model(seed):
 @pytest.mark.parametrize("seed", range(24, 30))
 def test_all_channels_run_match_the_previous_model(seed):
     """Without mirrored quads (every channel run; what a single-transfer `send` leads to)."""
-    run_both(seed, 150, mirror_quads=False, memo_slots=0)
+    run_both(seed, 150, mirror_quads=False)
 
 
 @pytest.mark.parametrize("seed", range(100, 106))

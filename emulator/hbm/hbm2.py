@@ -22,14 +22,6 @@ How it is fast (same results as the tick-by-tick model kept in tests/hbm2_oracle
   same requests at the same clocks and stay equal: only the quad's channel 0 is run (~4x less
   work than running all 8), the other 3 are written from it when the state is inspected, and a
   single-transfer `send` (tests only) ends the mirroring of its quad ("Mirrored quads" below).
-* Whole read batches are memoised ("Batch memo" below): a batch seen before in the same
-  normalised form (channels and banks renamed in order of appearance, rows as classes, ready
-  cycles relative to the start and clamped where they can no longer matter), on drained
-  channels, is replayed from its record in ~12-25 ns per block instead of being run.  On
-  bench/bench_hbm.py (200 repetitions, each run starting with an empty memo) it replays 30-80%
-  of the prefetches and is 15-20% faster on the repeated H_PREFETCH_M; where nothing repeats it
-  costs ~5% (it rests after 64 lookups without a hit).  It never keys a batch whose channels
-  hold queued writes (H_STORE_V's reads): forwarding would need the writes' addresses in the key.
 * Channels are independent.  Every timing constraint lives on a node of one channel, and the
   memory system ticks every cycle (catch-up ticks when idle, the tick chain while reads are
   pending), so a channel's state is a function of the (clk, request) sequence sent to it.  Each
@@ -58,15 +50,13 @@ of a batch); its parts are inlined into it, _plan, _tick, _send and _issue at on
 _push_read and _append at two; flags are run-time int64 values, never literals (numba compiles a
 callee once per literal argument value).  Compiled as separate functions instead, all the parts
 cost ~15% more host time per block; _push_read and _append alone ~6% for ~1 s less compile.
-The batch memo adds ~3 s of compiling (_memo_key, _memo_record, _memo_replay: ~1 s each).
 
 State layout.  The whole model state is ONE flat int64 array (`st`): a small header (the
-wrapper's `next_instant`, counters, which quads are mirrored, the memo's counters), then one
+wrapper's `next_instant`, counters, which quads are mirrored), then one
 fixed-size region per channel (clock, write mode, the cached scan, ready cycles, ACT history,
 open rows, the three buffers as field arrays), then per channel a ring of runs of serve cycles
-of the reads not yet served, whose capacity is chosen at construction, then the memo's region
-(maps, index, key, record arena; ~530 KiB by default).  The device is fixed by the reference (it always builds `hbm2_preset(8)`), so
-every offset is a module constant that numba folds into the code.  `state_views(st)` gives
+of the reads not yet served, whose capacity is chosen at construction.  The device is fixed by
+the reference (it always builds `hbm2_preset(8)`), so every offset is a module constant that numba folds into the code.  `state_views(st)` gives
 named, shaped numpy views for inspection and tests.
 
 Time unit: one cycle = 1 ns = one tCK = one accelerator cycle.
@@ -166,18 +156,8 @@ LAT = timing_table()   # a global array: numba compiles it in as a constant
  H_SERVE_CAP,    # runs each channel's serve ring holds
  H_SERVED,       # reads served so far (all channels, ever), as far as the channels' clocks have got
  H_LAST_SERVE,   # clk of the last read served in the current batch
- H_MEMO,         # offset of the batch memo's region (0: no memo, every batch runs the model)
- H_MEMO_END,     # end of that region
- H_MEMO_FILL,    # offset of the first free slot of the memo's record arena
- H_MEMO_GEN,     # generation of the memo's index: bumped to forget every record at once
- H_MEMO_HASH,    # hash of the key the last lookup built
- H_MEMO_HITS,    # read batches replayed from the memo
- H_MEMO_MISSES,  # read batches the memo could key but had not seen (run, then recorded)
- H_MEMO_SKIPS,   # read batches the memo cannot key (run by the model only)
  H_MIRRORED,     # bit q set: channels 1..3 of quad q are mirrors of its channel 0 (see _is_mirror)
- H_MEMO_MISS_RUN,  # memo lookups since the last hit
- H_MEMO_RESTS,   # read batches not looked up: the memo was resting after a long run of misses
- N_HEADER) = range(17)
+ N_HEADER) = range(7)
 
 # Request buffers: three per channel, each a window of WINDOW slots per field.  The live
 # entries sit between the buffer's head and tail in insertion order; an entry taken out of the
@@ -256,77 +236,17 @@ C_ARRIVE = C_BUF + E_ARRIVE * WINDOW
 CH_BASE = N_HEADER
 SERVE_BASE = CH_BASE + N_CH * CH_SIZE   # per channel: first serve clk[cap], then count[cap]
 
-# The batch memo's region (after the serve rings; see "Batch memo" below): the maps of the batch
-# being keyed, the index, the key being built, then the arena of records.
-MEMO_MAX_BLOCKS = 1024       # longer batches are not keyed
-MEMO_MAX_ROWS = 16           # distinct DRAM rows a keyed batch may touch
-MEMO_BUCKETS = 1024          # index slots, direct-mapped: a new record replaces the bucket's old one
-DEFAULT_MEMO_SLOTS = 1 << 16  # int64 slots of the record arena (512 KiB; a 128-block prefetch's record ~1.3k)
 QUAD_CHANNELS = 1 << TX_PER_BLOCK_BITS   # a block's 4 transfers go to the 4 channels of one quad
 N_QUADS = N_CH // QUAD_CHANNELS
-# per channel, the key holds: ready_ch, per pseudochannel ready_pc and the 3 newest ACT
-# times (the 4th can no longer constrain anything), per bank group ready_bg, per bank ready_bank
-# and its open row's class; the record's outcome: write mode, last serve, ready_ch, per
-# pseudochannel the batch's ACT count and newest ACT times and ready_pc, per bank group
-# ready_bg, per bank ready_bank and its final open row
-MEMO_CH_KEY = N_CMD + PCS * (N_CMD + FAW_WINDOW - 1) + BGS * N_CMD + BANKS * (N_CMD + 1)
-MEMO_CH_OUT = 2 + N_CMD + PCS * (1 + FAW_WINDOW + N_CMD) + BGS * N_CMD + BANKS * (N_CMD + 1)
-MEMO_KEY_HEADER = 3          # n, number of quads, number of distinct rows
-MEMO_KEY_MAX = MEMO_KEY_HEADER + MEMO_MAX_BLOCKS + N_QUADS * MEMO_CH_KEY
-MEMO_OUT_MAX = 1 + N_QUADS * MEMO_CH_OUT
-MEMO_RECORD_HEADER = 2       # key length, outcome length
-_MEMO_FIELDS = (
-    # real id -> canonical id (-1: not used by the batch), and back
-    ("quad", N_QUADS), ("quad_real", N_QUADS),
-    ("pc", PCS), ("pc_real", PCS),
-    ("bg", BGS), ("bank", BANKS),
-    # canonical ids handed out so far per real parent (start at 0)
-    ("bg_count", PCS), ("bank_count", BGS),
-    ("used", 2),                       # bank groups, banks used (the lengths of the lists below)
-    ("bg_list", BGS), ("bank_list", BANKS),   # the real ids used, in order of first appearance
-    ("rows", MEMO_MAX_ROWS),           # the batch's distinct rows in order of first appearance
-    ("index", 2 * MEMO_BUCKETS),       # per bucket: record offset, generation (0: empty)
-    ("key", MEMO_KEY_MAX),
-)
-_memo_offsets = {}
-_pos = 0
-for _name, _size in _MEMO_FIELDS:
-    _memo_offsets[_name] = _pos
-    _pos += _size
-M_QUAD = _memo_offsets["quad"]
-M_QUAD_REAL = _memo_offsets["quad_real"]
-M_PC = _memo_offsets["pc"]
-M_PC_REAL = _memo_offsets["pc_real"]
-M_BG = _memo_offsets["bg"]
-M_BANK = _memo_offsets["bank"]
-M_BG_COUNT = _memo_offsets["bg_count"]
-M_BANK_COUNT = _memo_offsets["bank_count"]
-M_USED = _memo_offsets["used"]
-M_BG_LIST = _memo_offsets["bg_list"]
-M_BANK_LIST = _memo_offsets["bank_list"]
-M_ROWS = _memo_offsets["rows"]
-M_INDEX = _memo_offsets["index"]
-M_KEY = _memo_offsets["key"]
-M_ARENA = _pos
-KEEP = -1            # outcome of a ready cycle the batch did not raise past its start (stays as it was)
-ROW_KEEP = -2        # outcome of an open row the batch left as it was (a row it never named)
-ROW_OTHER = MEMO_MAX_ROWS   # key of a bank open on a row the batch does not name
-HASH_MULTIPLIER = 0x100000001B3   # FNV-1a's 64-bit prime
-# After MEMO_REST_AFTER lookups without a hit the memo rests: it keys only every MEMO_PROBE_EVERY-th
-# batch until one hits again (a stream that does not repeat pays ~1/16 of the keying and recording)
-MEMO_REST_AFTER = 64
-MEMO_PROBE_EVERY = 16
-
 
 def new_hbm2_state(pending_capacity: int = DEFAULT_PENDING_CAPACITY, minimal: bool = False,
-                   memo_slots: int = DEFAULT_MEMO_SLOTS, mirror_quads: bool = True) -> np.ndarray:
+                   mirror_quads: bool = True) -> np.ndarray:
     """A fresh, idle HBM2 model at time 0 (all banks closed, empty queues, write mode off).
 
     `pending_capacity` is the number of runs of consecutive serve cycles each channel's record
     of unserved reads holds; the model raises ValueError if a batch ever needs more.
-    `memo_slots` sizes the batch memo's record arena (int64 slots); 0 builds no memo, so every
-    read batch runs the model.  `mirror_quads=False` runs all 8 channels instead of one per
-    quad (see "Mirrored quads").  The results are the same either way.
+    `mirror_quads=False` runs all 8 channels instead of one per quad (see "Mirrored quads");
+    the results are the same either way.
     `minimal=True` builds the small stand-in used by a state that runs the analytic model (the
     model itself is not usable).
     """
@@ -336,18 +256,10 @@ def new_hbm2_state(pending_capacity: int = DEFAULT_PENDING_CAPACITY, minimal: bo
         st = np.zeros(N_HEADER, dtype=np.int64)
         st[H_MINIMAL] = 1
         return st
-    if memo_slots < 0:
-        raise ValueError(f"memo_slots must be >= 0 (got {memo_slots})")
-    memo = SERVE_BASE + N_CH * 2 * pending_capacity
-    st = np.zeros(memo + (M_ARENA + memo_slots if memo_slots else 0), dtype=np.int64)
+    st = np.zeros(SERVE_BASE + N_CH * 2 * pending_capacity, dtype=np.int64)
     st[H_SERVE_CAP] = pending_capacity
     st[H_LAST_SERVE] = -1
     st[H_MIRRORED] = (1 << N_QUADS) - 1 if mirror_quads else 0   # fresh channels are identical
-    if memo_slots:
-        st[H_MEMO] = memo
-        st[H_MEMO_END] = len(st)
-        st[H_MEMO_FILL] = memo + M_ARENA
-        st[H_MEMO_GEN] = 1
     chans = st[CH_BASE:SERVE_BASE].reshape(N_CH, CH_SIZE)
     for name in ("last_serve", "ready_ch", "ready_pc", "ready_bg", "ready_bank", "eff_ready", "act_hist",
                  "open_row"):
@@ -526,7 +438,7 @@ def _pop_served(st, ch, cb, clk):
         st[cb + C_UNSERVED] -= count
         st[H_SERVED] += count * weight
         # an emptied ring restarts at slot 0: a drained channel's state does not depend on how
-        # many runs it has seen (the batch memo replays drained channels)
+        # many runs it has seen
         st[cb + C_SHEAD] = head + 1 if head + 1 < cap and st[cb + C_SLEN] > 1 else 0
         st[cb + C_SLEN] -= 1
 
@@ -932,9 +844,6 @@ def hbm2_read_batch(st, now, block_addrs, n):
     it are offered again after the tick of each following instant (tick first), i.e. at the clk
     after the tick at which its channel made room.  The batch ends with the tick that serves its
     last read; next_instant is one past it.
-
-    A batch the memo has seen in the same normalised form is replayed from its record instead of
-    being run (see "Batch memo"); one it can key but has not seen is run and recorded.
     """
     _check_usable(st)
     if n <= 0:
@@ -944,36 +853,6 @@ def hbm2_read_batch(st, now, block_addrs, n):
     if clk < now:
         clk = now   # catch-up: the ticks up to now run lazily, channel by channel
     st[H_NEXT] = clk
-    if st[H_MEMO] == 0:
-        return _model_read_batch(st, clk, block_addrs, n)
-    if n > MEMO_MAX_BLOCKS or not _quad_drained(st, _channel_of(block_addrs[0]) // QUAD_CHANNELS):
-        # (the first block's quad: the common way not to fit, checked before anything else)
-        st[H_MEMO_SKIPS] += 1
-        return _model_read_batch(st, clk, block_addrs, n)
-    misses = st[H_MEMO_MISS_RUN]
-    if misses >= MEMO_REST_AFTER and misses % MEMO_PROBE_EVERY != 0:
-        st[H_MEMO_MISS_RUN] = misses + 1
-        st[H_MEMO_RESTS] += 1
-        return _model_read_batch(st, clk, block_addrs, n)
-    key_len = _memo_key(st, clk, block_addrs, n)
-    if key_len == 0:
-        st[H_MEMO_SKIPS] += 1
-        return _model_read_batch(st, clk, block_addrs, n)
-    record = _memo_find(st, key_len)
-    if record >= 0:
-        st[H_MEMO_HITS] += 1
-        st[H_MEMO_MISS_RUN] = 0
-        return _memo_replay(st, clk, record, n)
-    st[H_MEMO_MISSES] += 1
-    st[H_MEMO_MISS_RUN] = misses + 1
-    end = _model_read_batch(st, clk, block_addrs, n)
-    _memo_record(st, clk, key_len)
-    return end
-
-
-@jit
-def _model_read_batch(st, clk, block_addrs, n):
-    """hbm2_read_batch run by the model, from the caught-up clock `clk` (== next_instant)."""
     st[H_LAST_SERVE] = -1
     read = np.int64(0)
     flags = np.int64(RETRY)
@@ -1004,340 +883,6 @@ def _model_read_batch(st, clk, block_addrs, n):
             _run(st, ch, cb, np.int64(NEVER), no_request, read, read)
     st[H_NEXT] = st[H_LAST_SERVE]
     return st[H_LAST_SERVE] - 1
-
-
-# ------------------------------------------------------------------------------ batch memo
-# Programs issue the same DMA shape many times at other addresses, usually with the channels
-# drained.  A read batch's outcome is then a function of a normalised key, because
-#  * nothing in the model depends on absolute time (no refresh, §7): shifting every clock of the
-#    touched channels by a constant shifts the outcome by it, and a ready cycle or ACT time that
-#    can no longer constrain a command (ready <= clk + 1, ACT + nFAW <= clk + 1: every command of
-#    the batch issues at clk + 1 or later) acts exactly like any other such value;
-#  * rows only enter through equality with the open row of the same bank (hit, closed, conflict);
-#  * channels are interchangeable, and so are the pseudochannels of a channel, the bank groups of
-#    a pseudochannel and the banks of a group (every constraint is per node, the same for all
-#    nodes of a level; FR-FCFS, the PRE veto and forwarding compare ids only for equality).
-# The key: per block its quad (renamed in order of first appearance; which channel of the quad
-# a transfer goes to does not matter, the quad's channels being mirrors), its bank renamed in
-# order of first appearance (pseudochannel, then bank group within it, then bank within that),
-# and its row's index among the batch's distinct rows; then per touched quad, of its channel 0,
-# the touched nodes' ready cycles relative to clk + 1 clamped at 0, the 3 newest ACT times (as
-# the nFAW limit they impose, relative and clamped) and which batch row each bank has open.
-# (Not the write mode: with only the batch's reads queued, the first tick that decides anything
-# sets it off, whatever it was.)  Only batches whose touched quads are mirrored and hold no
-# request and no unserved read at the start are keyed (a queued write would need its address
-# in the key for forwarding): at the end of such a batch they are drained again.  A record
-# stores the key and the outcome: the end, and per touched quad its channel 0's final write
-# mode, last serve and node state relative to clk + 1, with KEEP where a value was not raised
-# past clk + 1: it stays what it was.  (The only raises that small a batch makes are the nFAW
-# limits its ACTs draw from ACTs older than nFAW; each such ACT raises the same ready_pc[ACT] to
-# its own issue + 2 > clk + 1 anyway, so they never show.)  Both are written to / read from the
-# touched channels brought to the batch end, which is what the model's lazy channels reach at
-# their next use anyway.  A lookup compares the whole key (the hash only picks the bucket).
-@jit
-def _quad_drained(st, quad):
-    """A quad the memo can key: mirrored, and no request queued on it (catching up could also
-    drain one; not worth finding out)."""
-    cb = CH_BASE + quad * QUAD_CHANNELS * CH_SIZE
-    return (st[H_MIRRORED] >> quad & 1 != 0 and st[cb + C_LEN + B_READ] == 0 and st[cb + C_LEN + B_WRITE] == 0
-            and st[cb + C_LEN + B_ACTIVE] == 0)
-
-
-@jit
-def _memo_key(st, clk, block_addrs, n):
-    """Build the normalised key of a read batch of at most MEMO_MAX_BLOCKS at `clk` in the memo's
-    key area; return its length, or 0 if the batch cannot be keyed.  Brings the touched channels
-    to `clk`."""
-    m = st[H_MEMO]
-    for i in range(m + M_QUAD, m + M_BG_COUNT):
-        st[i] = -1
-    for i in range(m + M_BG_COUNT, m + M_BG_LIST):
-        st[i] = 0
-    key = m + M_KEY
-    n_quads = 0
-    n_pcs = 0
-    n_rows = 0
-    last_row = -1
-    row_class = 0
-    h = np.uint64(n)
-    for b in range(n):
-        ch0, pc, bg, ba, row, _col = map_address(block_addrs[b])
-        quad = ch0 // QUAD_CHANNELS
-        cquad = st[m + M_QUAD + quad]
-        if cquad < 0:
-            cquad = n_quads
-            n_quads += 1
-            st[m + M_QUAD + quad] = cquad
-            st[m + M_QUAD_REAL + cquad] = quad
-            if not _quad_drained(st, quad):
-                return 0
-        cpc = st[m + M_PC + pc]
-        if cpc < 0:
-            cpc = n_pcs
-            n_pcs += 1
-            st[m + M_PC + pc] = cpc
-            st[m + M_PC_REAL + cpc] = pc
-        g = (pc << BG_BITS) | bg
-        cg = st[m + M_BG + g]
-        if cg < 0:
-            cg = (cpc << BG_BITS) | st[m + M_BG_COUNT + pc]
-            st[m + M_BG_COUNT + pc] += 1
-            st[m + M_BG + g] = cg
-            st[m + M_BG_LIST + st[m + M_USED]] = g
-            st[m + M_USED] += 1
-        bank = (g << BA_BITS) | ba
-        cbank = st[m + M_BANK + bank]
-        if cbank < 0:
-            cbank = (cg << BA_BITS) | st[m + M_BANK_COUNT + g]
-            st[m + M_BANK_COUNT + g] += 1
-            st[m + M_BANK + bank] = cbank
-            st[m + M_BANK_LIST + st[m + M_USED + 1]] = bank
-            st[m + M_USED + 1] += 1
-        if row != last_row:
-            row_class = -1
-            for r in range(n_rows):
-                if st[m + M_ROWS + r] == row:
-                    row_class = r
-                    break
-            if row_class < 0:
-                if n_rows == MEMO_MAX_ROWS:
-                    return 0
-                row_class = n_rows
-                st[m + M_ROWS + n_rows] = row
-                n_rows += 1
-            last_row = row
-        code = (row_class * N_QUADS + cquad) * BANKS + cbank
-        st[key + MEMO_KEY_HEADER + b] = code
-        h = (h ^ np.uint64(code)) * np.uint64(HASH_MULTIPLIER)
-    st[key] = n
-    st[key + 1] = n_quads
-    st[key + 2] = n_rows
-    k = key + MEMO_KEY_HEADER + n
-    lo = clk + 1
-    no_request = np.int64(-1)
-    zero = np.int64(0)
-    for cquad in range(n_quads):
-        quad = st[m + M_QUAD_REAL + cquad]
-        for ch in range(quad * QUAD_CHANNELS, quad * QUAD_CHANNELS + 1):   # mirrored: channel 0 only
-            cb = CH_BASE + ch * CH_SIZE
-            _run(st, ch, cb, clk, no_request, zero, zero)
-            if (st[cb + C_LEN + B_READ] != 0 or st[cb + C_LEN + B_WRITE] != 0
-                    or st[cb + C_LEN + B_ACTIVE] != 0 or st[cb + C_UNSERVED] != 0):
-                return 0
-            for f in range(N_CMD):
-                st[k] = max(st[cb + C_RCH + f] - lo, 0)
-                k += 1
-            for cpc in range(n_pcs):
-                pc = st[m + M_PC_REAL + cpc]
-                for f in range(N_CMD):
-                    st[k] = max(st[cb + C_RPC + pc * N_CMD + f] - lo, 0)
-                    k += 1
-                for i in range(FAW_WINDOW - 1):
-                    act = st[cb + C_ACTH + pc * FAW_WINDOW + i]
-                    st[k] = max(act + N_FAW - lo, 0) if act >= 0 else 0
-                    k += 1
-            for i in range(st[m + M_USED]):
-                g = st[m + M_BG_LIST + i]
-                for f in range(N_CMD):
-                    st[k] = max(st[cb + C_RBG + g * N_CMD + f] - lo, 0)
-                    k += 1
-            for i in range(st[m + M_USED + 1]):
-                bank = st[m + M_BANK_LIST + i]
-                for f in range(N_CMD):
-                    st[k] = max(st[cb + C_RBANK + bank * N_CMD + f] - lo, 0)
-                    k += 1
-                open_row = st[cb + C_OPEN + bank]
-                cls = open_row   # -1: closed
-                if open_row >= 0:
-                    cls = ROW_OTHER
-                    for r in range(n_rows):
-                        if st[m + M_ROWS + r] == open_row:
-                            cls = r
-                            break
-                st[k] = cls
-                k += 1
-    for i in range(key + MEMO_KEY_HEADER + n, k):
-        h = (h ^ np.uint64(st[i])) * np.uint64(HASH_MULTIPLIER)
-    st[H_MEMO_HASH] = np.int64(h >> np.uint64(1))
-    return k - key
-
-
-@jit
-def _memo_find(st, key_len):
-    """Offset of the record whose key equals the one just built, or -1."""
-    m = st[H_MEMO]
-    bucket = m + M_INDEX + 2 * (st[H_MEMO_HASH] % MEMO_BUCKETS)
-    if st[bucket + 1] != st[H_MEMO_GEN]:
-        return -1
-    record = st[bucket]
-    if st[record] != key_len:
-        return -1
-    key = m + M_KEY
-    stored = record + MEMO_RECORD_HEADER
-    for i in range(key_len):
-        if st[stored + i] != st[key + i]:
-            return -1
-    return record
-
-
-@jit
-def _ready_outcome(value, lo):
-    return value - lo if value > lo else KEEP
-
-
-@jit
-def _memo_record(st, clk, key_len):
-    """After the model ran the batch just keyed: store its outcome under that key."""
-    m = st[H_MEMO]
-    size = MEMO_RECORD_HEADER + key_len + MEMO_OUT_MAX
-    if m + M_ARENA + size > st[H_MEMO_END]:
-        return
-    if st[H_MEMO_FILL] + size > st[H_MEMO_END]:
-        st[H_MEMO_GEN] += 1   # full: forget every record
-        st[H_MEMO_FILL] = m + M_ARENA
-    record = st[H_MEMO_FILL]
-    key = m + M_KEY
-    for i in range(key_len):
-        st[record + MEMO_RECORD_HEADER + i] = st[key + i]
-    end = st[H_NEXT]
-    lo = clk + 1
-    o = record + MEMO_RECORD_HEADER + key_len
-    st[o] = end - clk
-    o += 1
-    no_request = np.int64(-1)
-    zero = np.int64(0)
-    for cquad in range(st[key + 1]):
-        quad = st[m + M_QUAD_REAL + cquad]
-        for ch in range(quad * QUAD_CHANNELS, quad * QUAD_CHANNELS + 1):   # mirrored: channel 0 only
-            cb = CH_BASE + ch * CH_SIZE
-            _run(st, ch, cb, end, no_request, zero, zero)
-            st[o] = st[cb + C_WM]
-            st[o + 1] = st[cb + C_LAST_SERVE] - lo
-            o += 2
-            for f in range(N_CMD):
-                st[o] = _ready_outcome(st[cb + C_RCH + f], lo)
-                o += 1
-            for cpc in range(PCS):
-                pc = st[m + M_PC_REAL + cpc]
-                if pc < 0:
-                    continue
-                hist = cb + C_ACTH + pc * FAW_WINDOW
-                acts = 0   # the batch's ACTs on this pseudochannel (up to FAW_WINDOW): the newest
-                while acts < FAW_WINDOW and st[hist + acts] >= lo:
-                    acts += 1
-                st[o] = acts
-                o += 1
-                for i in range(FAW_WINDOW):
-                    st[o] = st[hist + i] - lo if i < acts else 0
-                    o += 1
-                for f in range(N_CMD):
-                    st[o] = _ready_outcome(st[cb + C_RPC + pc * N_CMD + f], lo)
-                    o += 1
-            for i in range(st[m + M_USED]):
-                g = st[m + M_BG_LIST + i]
-                for f in range(N_CMD):
-                    st[o] = _ready_outcome(st[cb + C_RBG + g * N_CMD + f], lo)
-                    o += 1
-            for i in range(st[m + M_USED + 1]):
-                bank = st[m + M_BANK_LIST + i]
-                for f in range(N_CMD):
-                    st[o] = _ready_outcome(st[cb + C_RBANK + bank * N_CMD + f], lo)
-                    o += 1
-                open_row = st[cb + C_OPEN + bank]
-                cls = open_row   # -1: closed
-                if open_row >= 0:
-                    cls = ROW_KEEP   # a row the batch does not name: the one open at its start
-                    for r in range(st[key + 2]):
-                        if st[m + M_ROWS + r] == open_row:
-                            cls = r
-                            break
-                st[o] = cls
-                o += 1
-    st[record] = key_len
-    st[record + 1] = o - (record + MEMO_RECORD_HEADER + key_len)
-    st[H_MEMO_FILL] = o
-    bucket = m + M_INDEX + 2 * (st[H_MEMO_HASH] % MEMO_BUCKETS)
-    st[bucket] = record
-    st[bucket + 1] = st[H_MEMO_GEN]
-
-
-@jit
-def _memo_replay(st, clk, record, n):
-    """Apply a record's outcome to the batch just keyed (its maps and rows are in the memo's
-    scratch); the touched channels end drained at the batch end, as after _memo_record.
-
-    A stored ready cycle is the node's final value, at least what it was (ready cycles only
-    rise), so it is applied as a raise: _raise_ready keeps eff_ready as the model does.
-    """
-    m = st[H_MEMO]
-    key_len = st[record]
-    o = record + MEMO_RECORD_HEADER + key_len
-    end = clk + st[o]
-    o += 1
-    lo = clk + 1
-    one_bank = np.int64(1)
-    for cquad in range(st[m + M_KEY + 1]):
-        quad = st[m + M_QUAD_REAL + cquad]
-        for ch in range(quad * QUAD_CHANNELS, quad * QUAD_CHANNELS + 1):   # mirrored: channel 0 only
-            cb = CH_BASE + ch * CH_SIZE
-            st[cb + C_CLK] = end
-            st[cb + C_WM] = st[o]
-            st[cb + C_LAST_SERVE] = lo + st[o + 1]
-            st[cb + C_PLAN_OK] = 0
-            o += 2
-            for f in range(N_CMD):
-                if st[o] != KEEP:
-                    _raise_ready(st, cb + C_RCH + f, cb + C_EFF + f * BANKS, np.int64(BANKS), lo + st[o])
-                o += 1
-            for cpc in range(PCS):
-                pc = st[m + M_PC_REAL + cpc]
-                if pc < 0:
-                    continue
-                hist = cb + C_ACTH + pc * FAW_WINDOW
-                acts = st[o]
-                o += 1
-                for i in range(FAW_WINDOW - 1, acts - 1, -1):
-                    st[hist + i] = st[hist + i - acts]
-                for i in range(acts):
-                    st[hist + i] = lo + st[o + i]
-                o += FAW_WINDOW
-                for f in range(N_CMD):
-                    if st[o] != KEEP:
-                        _raise_ready(st, cb + C_RPC + pc * N_CMD + f, cb + C_EFF + f * BANKS + pc * BANKS_PER_PC,
-                                     np.int64(BANKS_PER_PC), lo + st[o])
-                    o += 1
-            for i in range(st[m + M_USED]):
-                g = st[m + M_BG_LIST + i]
-                for f in range(N_CMD):
-                    if st[o] != KEEP:
-                        _raise_ready(st, cb + C_RBG + g * N_CMD + f, cb + C_EFF + f * BANKS + g * BANKS_PER_BG,
-                                     np.int64(BANKS_PER_BG), lo + st[o])
-                    o += 1
-            for i in range(st[m + M_USED + 1]):
-                bank = st[m + M_BANK_LIST + i]
-                for f in range(N_CMD):
-                    if st[o] != KEEP:
-                        _raise_ready(st, cb + C_RBANK + bank * N_CMD + f, cb + C_EFF + f * BANKS + bank,
-                                     one_bank, lo + st[o])
-                    o += 1
-                cls = st[o]
-                if cls != ROW_KEEP:
-                    st[cb + C_OPEN + bank] = cls if cls < 0 else st[m + M_ROWS + cls]
-                o += 1
-    st[H_SERVED] += n << TX_PER_BLOCK_BITS
-    st[H_LAST_SERVE] = end
-    st[H_NEXT] = end
-    return end - 1
-
-
-def memo_stats(st: np.ndarray) -> dict[str, int]:
-    """The batch memo's counters: read batches replayed (hits), run and recorded (misses), and
-    run without a key (skips: longer than MEMO_MAX_BLOCKS, more than MEMO_MAX_ROWS rows, or a
-    touched channel not drained) or without a lookup (rests: after MEMO_REST_AFTER lookups
-    without a hit), and how often the full arena was cleared."""
-    _check_state(st)
-    return {"hits": int(st[H_MEMO_HITS]), "misses": int(st[H_MEMO_MISSES]), "skips": int(st[H_MEMO_SKIPS]),
-            "rests": int(st[H_MEMO_RESTS]), "clears": max(int(st[H_MEMO_GEN]) - 1, 0)}
 
 
 @jit
