@@ -52,12 +52,12 @@ callee once per literal argument value).  Compiled as separate functions instead
 cost ~15% more host time per block; _push_read and _append alone ~6% for ~1 s less compile.
 
 State layout.  The whole model state is ONE flat int64 array (`st`): a small header (the
-wrapper's `next_instant`, counters, which quads are mirrored), then one
-fixed-size region per channel (clock, write mode, the cached scan, ready cycles, ACT history,
-open rows, the three buffers as field arrays), then per channel a ring of runs of serve cycles
-of the reads not yet served, whose capacity is chosen at construction.  The device is fixed by
-the reference (it always builds `hbm2_preset(8)`), so every offset is a module constant that numba folds into the code.  `state_views(st)` gives
-named, shaped numpy views for inspection and tests.
+wrapper's `next_instant`, counters, which quads are mirrored), then one fixed-size region per
+channel (clock, write mode, the cached scan, ready cycles, ACT history, open rows, the three
+buffers as field arrays), then per channel a ring of runs of serve cycles of the reads not yet
+served, whose capacity is chosen at construction.  The device is fixed by the reference (it
+always builds `hbm2_preset(8)`), so every offset is a module constant that numba folds into the
+code.  `state_views(st)` gives named, shaped numpy views for inspection and tests.
 
 Time unit: one cycle = 1 ns = one tCK = one accelerator cycle.
 """
@@ -437,9 +437,7 @@ def _pop_served(st, ch, cb, clk):
             return
         st[cb + C_UNSERVED] -= count
         st[H_SERVED] += count * weight
-        # an emptied ring restarts at slot 0: a drained channel's state does not depend on how
-        # many runs it has seen
-        st[cb + C_SHEAD] = head + 1 if head + 1 < cap and st[cb + C_SLEN] > 1 else 0
+        st[cb + C_SHEAD] = head + 1 if head + 1 < cap else 0
         st[cb + C_SLEN] -= 1
 
 
